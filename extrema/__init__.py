@@ -1,0 +1,13 @@
+"""ExtreMA toolkit. ``import extrema`` installs the OpenMMLab compatibility shims and
+registers every model, dataset, hook and constructor of the toolkit."""
+from .compat import allow_mmengine_checkpoint_globals, install_mmcv_ops_stub
+
+MMCV_OPS_STUB = install_mmcv_ops_stub()
+allow_mmengine_checkpoint_globals()
+
+from . import data, engine, models  # noqa: E402,F401  (registration)
+from .checkpoint import load_pretrained  # noqa: E402
+from .models import ExtreMA  # noqa: E402
+
+__version__ = '0.1.0'
+__all__ = ['ExtreMA', 'load_pretrained']

@@ -1,0 +1,6 @@
+from .fileio import AtomicLocalBackend
+from .hooks import ExtreMACheckpointHook, MomentumUpdateHook, cosine_momentum
+from .optimizers import DecayGroupsOptimWrapperConstructor, no_weight_decay
+
+__all__ = ['AtomicLocalBackend', 'DecayGroupsOptimWrapperConstructor', 'ExtreMACheckpointHook',
+           'MomentumUpdateHook', 'cosine_momentum', 'no_weight_decay']

@@ -1,0 +1,8 @@
+from .data_preprocessor import TwoViewDataPreprocessor
+from .extrema import ExtreMA, byol_loss, infonce_loss
+from .masking import check_mask_config, num_visible, sample_masks
+from .vit import ExtreMAEncoder, ViTTrunk, count_parameters, sincos_pos_embed_2d
+
+__all__ = ['ExtreMA', 'ExtreMAEncoder', 'TwoViewDataPreprocessor', 'ViTTrunk', 'byol_loss',
+           'check_mask_config', 'count_parameters', 'infonce_loss', 'num_visible', 'sample_masks',
+           'sincos_pos_embed_2d']
