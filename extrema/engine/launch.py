@@ -1,0 +1,116 @@
+"""From a config file and the command-line flags to a ready mmengine Runner.
+
+``tools/train.py`` and the tests use exactly this path.
+"""
+import glob
+import os
+import os.path as osp
+import re
+import warnings
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config, DictAction  # noqa: F401  (DictAction re-exported for tools)
+from mmengine.runner import Runner
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with AVX512-BF16 or AMX, where bf16 autocast is not a slowdown."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest complete checkpoint in ``work_dir``.
+
+    Reads mmengine's ``last_checkpoint`` pointer and falls back to scanning
+    ``epoch_*.pth`` / ``iter_*.pth`` when the pointer is missing or stale.
+    Checkpoints are written atomically, so every file found is complete.
+    """
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            path = f.read().strip()
+        if path and osp.isfile(path):
+            return path
+    candidates = []
+    for path in glob.glob(osp.join(work_dir, '*.pth')):
+        match = re.fullmatch(r'(epoch|iter)_(\d+)\.pth', osp.basename(path))
+        if match:
+            candidates.append((int(match.group(2)), path))
+    return max(candidates)[1] if candidates else None
+
+
+def replace_sync_bn(node):
+    """SyncBN -> BN everywhere in a config (CPU runs: gloo has no SyncBN)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'type' and value == 'SyncBN':
+                node[key] = 'BN'
+            else:
+                replace_sync_bn(value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            replace_sync_bn(item)
+
+
+def setup_config(config: str, work_dir: Optional[str] = None, amp: bool = False,
+                 amp_dtype: Optional[str] = None, resume: bool = False, cfg_options: Optional[dict] = None,
+                 launcher: str = 'none') -> Config:
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'Config {config!r} does not exist.')
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or osp.join(
+        './work_dirs', osp.splitext(osp.basename(config))[0])
+    checkpoint_hook = cfg.get('default_hooks', {}).get('checkpoint')
+    if checkpoint_hook is not None and not checkpoint_hook.get('backend_args'):
+        checkpoint_hook['backend_args'] = dict(backend='atomic_local')
+    if amp:
+        _enable_amp(cfg, amp_dtype)
+    if not torch.cuda.is_available():
+        replace_sync_bn(cfg._cfg_dict)
+        if launcher != 'none':
+            cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None)
+            cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if resume:
+        checkpoint = find_resume_checkpoint(cfg.work_dir)
+        if checkpoint is None:
+            warnings.warn(f'--resume: no checkpoint in {cfg.work_dir}; starting from scratch.')
+        else:
+            cfg.resume = True
+            cfg.load_from = checkpoint
+    return cfg
+
+
+def _enable_amp(cfg: Config, amp_dtype: Optional[str]) -> None:
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        return
+    if torch.cuda.is_available():
+        dtype = amp_dtype or ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16')
+    elif cpu_has_native_bf16():
+        dtype = amp_dtype or 'bfloat16'
+    else:
+        warnings.warn('--amp ignored: this CPU has no native bf16 (AVX512-BF16/AMX), where bf16 autocast '
+                      'is ~40x slower than fp32. Training in fp32.')
+        return
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.dtype = dtype
+    wrapper.loss_scale = 'dynamic' if dtype == 'float16' else None
+    if wrapper.loss_scale is None:
+        wrapper.pop('loss_scale')
+
+
+def build_runner(cfg: Config) -> Runner:
+    if cfg.launcher != 'none' and not torch.cuda.is_available() and not dist.is_initialized():
+        # mmengine's launcher calls torch.cuda.set_device; on CPU start gloo here.
+        dist.init_process_group('gloo')
+    return Runner.from_cfg(cfg)
