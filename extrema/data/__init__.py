@@ -1,0 +1,4 @@
+from .folder import SkipUnreadable, scan_image_folder
+from .two_view import TwoViewImageFolder, TwoViewTransform
+
+__all__ = ['SkipUnreadable', 'TwoViewImageFolder', 'TwoViewTransform', 'scan_image_folder']
