@@ -214,7 +214,7 @@ class ViTTrunk(nn.Module):
 
     def init_trunk_weights(self):
         """Official init: xavier-uniform Linears (qkv as one matrix), zero biases, unit LNs,
-        and xavier-uniform on the flattened patch projection."""
+        and xavier-uniform on the flattened patch projection (its bias keeps the Conv2d default)."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -225,7 +225,6 @@ class ViTTrunk(nn.Module):
                 nn.init.zeros_(module.bias)
         proj = self.patch_embed.proj
         nn.init.xavier_uniform_(proj.weight.view(proj.weight.shape[0], -1))
-        nn.init.zeros_(proj.bias)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> patch tokens with positions added, (B, N, C)."""
