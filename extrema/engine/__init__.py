@@ -1,5 +1,6 @@
 from .fileio import AtomicLocalBackend
 from .hooks import ExtreMACheckpointHook, MomentumUpdateHook, cosine_momentum
+from .layer_decay import LayerDecayOptimWrapperConstructor, layer_id  # noqa: F401
 from .optimizers import DecayGroupsOptimWrapperConstructor, no_weight_decay
 
 __all__ = ['AtomicLocalBackend', 'DecayGroupsOptimWrapperConstructor', 'ExtreMACheckpointHook',
