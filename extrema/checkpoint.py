@@ -112,8 +112,15 @@ def _max_index(keys: Iterable[str], pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
-def infer_encoder_config(encoder: Dict[str, torch.Tensor]) -> dict:
-    """Encoder hyper-parameters from tensor shapes (heads assume the standard 64-d head)."""
+OFFICIAL_HEADS = {'vit_small': (384, 6), 'vit_base': (768, 12), 'vit_large': (1024, 16)}
+
+
+def infer_encoder_config(encoder: Dict[str, torch.Tensor], arch_name: Optional[str] = None) -> dict:
+    """Encoder hyper-parameters from tensor shapes.
+
+    Shapes do not determine the number of heads: it comes from the official
+    ``arch`` name when that matches the width, else from the standard 64-d head.
+    """
     if 'patch_embed.proj.weight' not in encoder or 'pos_embed' not in encoder:
         raise KeyError('Cannot infer the architecture: patch_embed.proj.weight or pos_embed is missing.')
     embed_dim, in_chans, patch, _ = encoder['patch_embed.proj.weight'].shape
@@ -122,7 +129,9 @@ def infer_encoder_config(encoder: Dict[str, torch.Tensor]) -> dict:
     if grid * grid != num_patches:
         raise ValueError(f'pos_embed has {num_patches} tokens, not a square grid; pass img_size explicitly.')
     depth = _max_index(encoder, r'blocks\.(\d+)\.')
-    config = dict(arch=dict(embed_dim=embed_dim, depth=depth, num_heads=max(1, embed_dim // 64)),
+    known_dim, known_heads = OFFICIAL_HEADS.get(arch_name, (None, None))
+    num_heads = known_heads if known_dim == embed_dim else max(1, embed_dim // 64)
+    config = dict(arch=dict(embed_dim=embed_dim, depth=depth, num_heads=num_heads),
                   img_size=grid * patch, patch_size=patch, in_chans=in_chans,
                   mlp_ratio=encoder['blocks.0.mlp.fc1.weight'].shape[0] / embed_dim,
                   num_class_attn_blocks=_max_index(encoder, r'blocks_token\.(\d+)\.'))
@@ -165,23 +174,37 @@ def _summary(keys: list, limit: int = 8) -> str:
     return f'{len(keys)} [{shown}{", ..." if len(keys) > limit else ""}]'
 
 
-def load_pretrained(path: str, strict: bool = False, device: str = 'cpu', **overrides):
+def extrema_config(checkpoint: dict, state: Dict[str, torch.Tensor]) -> dict:
+    """ExtreMA constructor kwargs: stored in our checkpoints, inferred from shapes otherwise.
+
+    Inferred configs use one mask (r=0.8); pass ``ids_keep`` or override to mask differently.
+    """
+    config = dict(checkpoint.get('meta', {}).get('extrema_config') or {})
+    if config:
+        return config
+    student = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
+    config = infer_encoder_config(student, checkpoint.get('arch'))
+    if 'predictor.0.weight' in state:
+        config['pred_hidden_dim'] = state['predictor.0.weight'].shape[0]
+    config.update(mask_ratio=0.8, num_masks=1)
+    return config
+
+
+def load_pretrained(path: str, strict: bool = False, device: str = 'cpu', num_heads: Optional[int] = None,
+                    **overrides):
     """An ``ExtreMA`` model in eval mode from our or an official checkpoint.
 
     Hyper-parameters come from ``meta['extrema_config']`` or are inferred from the
-    tensor shapes; ``overrides`` replace any of them (e.g. ``num_heads`` via ``arch``).
+    tensor shapes (see ``infer_encoder_config`` for the head count, which
+    ``num_heads`` overrides); ``overrides`` replace any ``ExtreMA`` argument.
     """
     from .models.extrema import ExtreMA
+    from .models.vit import resolve_arch
     checkpoint = load_file(path)
     state = to_extrema_state_dict(checkpoint)
-    config = dict(checkpoint.get('meta', {}).get('extrema_config') or {})
-    if not config:
-        student = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
-        config = infer_encoder_config(student)
-        if 'predictor.0.weight' in state:
-            config['pred_hidden_dim'] = state['predictor.0.weight'].shape[0]
-        config.update(mask_ratio=0.8, num_masks=1)
-    config.update(overrides)
+    config = dict(extrema_config(checkpoint, state), **overrides)
+    if num_heads is not None:
+        config['arch'] = dict(resolve_arch(config['arch']), num_heads=num_heads)
     config.setdefault('drop_path_rate', 0.)
     model = ExtreMA(**config)
     report_load(model, state, strict=strict, name='ExtreMA')
