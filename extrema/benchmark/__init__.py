@@ -1,0 +1,1 @@
+"""Benchmark helpers: analytic FLOP counts, side-by-side timing, the timed steps."""

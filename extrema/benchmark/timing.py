@@ -1,0 +1,119 @@
+"""Side-by-side timing and peak-memory probes.
+
+Variants are timed round-robin in one process, so that load from other
+processes, clock changes and thermal drift hit all of them alike; every
+figure is a median over the repeats after warm-up.
+"""
+import ctypes
+import ctypes.util
+import os
+import statistics
+import threading
+import time
+from typing import Callable, Dict, List
+
+import torch
+import torch.nn.functional as F
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(steps: Dict[str, Callable[[], object]], device: torch.device,
+                     warmup: int = 1, repeats: int = 3) -> Dict[str, List[float]]:
+    """Seconds per call of every step, run round-robin: warm-up rounds, then
+    ``repeats`` timed rounds of [step_1, step_2, ...]."""
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    synchronize(device)
+    times = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def median(values: List[float]) -> float:
+    return statistics.median(values)
+
+
+_PAGE_SIZE = os.sysconf('SC_PAGE_SIZE') if hasattr(os, 'sysconf') else 4096
+
+
+def current_rss() -> int:
+    """Resident set size of this process, bytes (Linux)."""
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * _PAGE_SIZE
+
+
+def release_free_heap() -> None:
+    """Return glibc's free heap pages to the OS, so that RSS tracks live memory."""
+    libc_name = ctypes.util.find_library('c')
+    if libc_name:
+        try:
+            ctypes.CDLL(libc_name).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+class PeakRSS:
+    """Samples RSS every ``interval`` seconds in a thread while the block runs."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _poll(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, current_rss())
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self.peak = current_rss()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, current_rss())
+
+
+def peak_memory(step: Callable[[], object], device: torch.device) -> Dict[str, float]:
+    """Peak memory of one call, GiB.
+
+    CUDA: ``max_memory_allocated`` (``peak``) and its rise over the memory held
+    before the call (``step``). CPU: the process's peak RSS while the call runs
+    and its rise over the RSS before it (glibc's free heap is trimmed first).
+    """
+    gib = 2 ** 30
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        step()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return dict(peak_gib=peak / gib, step_gib=(peak - before) / gib)
+    release_free_heap()
+    before = current_rss()
+    with PeakRSS() as probe:
+        step()
+    return dict(peak_gib=probe.peak / gib, step_gib=(probe.peak - before) / gib)
+
+
+def matmul_flops_per_s(rows: int, in_dim: int, out_dim: int, device: torch.device,
+                       dtype: torch.dtype, warmup: int = 2, repeats: int = 5) -> float:
+    """Achieved FLOP/s of ``F.linear`` on (rows, in_dim) x (out_dim, in_dim)^T."""
+    x = torch.randn(rows, in_dim, device=device, dtype=dtype)
+    weight = torch.randn(out_dim, in_dim, device=device, dtype=dtype)
+    times = time_interleaved({'matmul': lambda: F.linear(x, weight)}, device, warmup, repeats)
+    return 2 * rows * in_dim * out_dim / median(times['matmul'])

@@ -1,0 +1,73 @@
+"""The benchmark's smallest mode runs and writes well-formed JSON; FLOP counts are exact."""
+import importlib.util
+import json
+import os
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+import extrema
+from extrema.benchmark import flops
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_benchmark_tool():
+    spec = importlib.util.spec_from_file_location('benchmark_tool', os.path.join(ROOT, 'tools', 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_benchmark_writes_json(tmp_path):
+    out = tmp_path / 'bench.json'
+    load_benchmark_tool().main(['--tiny', '--out', str(out)])
+    results = json.loads(out.read_text())
+    assert {'environment', 'settings', 'pretrain_step', 'seg_step', 'backbone_inference', 'data'} <= set(results)
+    variants = {row['variant'] for row in results['pretrain_step']}
+    assert variants == {'extrema', 'k1', 'naive_teacher', 'supervised_vit', 'roofline'}
+    for row in results['pretrain_step']:
+        if row['variant'] != 'roofline':
+            assert {'step_s', 'images_per_s', 'gflop_per_step', 'achieved_gflop_s', 'mfu_vs_roofline',
+                    'peak_gib', 'time_vs_extrema'} <= set(row)
+            assert row['step_s'] > 0 and row['peak_gib'] > 0
+    seg = results['seg_step']
+    assert 'skipped' in seg or {row['backbone'] for row in seg} == {'extremavit', 'mmseg_mae'}
+    assert {row['model'] for row in results['backbone_inference']} >= {'timm_vit'}
+    assert results['data']['per_worker_images_per_s'] > 0
+
+
+def test_official_flop_counts():
+    """The figures the issue quotes for the official step (GFLOP per step)."""
+    cfg = dict(arch='base', img_size=224, patch_size=16, mask_ratio=0.8, num_masks=5)
+    assert round(flops.extrema_step_flops(cfg, 8)['total'] / 1e9) == 1124
+    assert round(flops.extrema_step_flops(dict(cfg, arch='small'), 16)['total'] / 1e9) == 582
+
+
+@pytest.mark.parametrize('teacher_passes', [1, 3])
+def test_step_flops_match_flop_counter(tiny_extrema_kwargs, teacher_passes):
+    """Analytic count == torch's FLOP counter on a real step (math attention, so
+    that attention shows up as matmuls; no drop-path)."""
+    from extrema.benchmark.steps import teacher_per_mask_loss
+    torch.manual_seed(0)
+    model = extrema.ExtreMA(**dict(tiny_extrema_kwargs, num_masks=3))
+    views = [torch.randn(2, 3, 32, 32) for _ in range(2)]
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        if teacher_passes == 1:
+            loss = model.loss(views)['loss']
+        else:
+            loss = teacher_per_mask_loss(model, views)['loss']
+        loss.backward()
+    expected = flops.extrema_step_flops(model.config, 2, teacher_passes=teacher_passes)['total']
+    assert counter.get_total_flops() == expected
+
+
+def test_supervised_flops_match_flop_counter():
+    from timm.models.vision_transformer import VisionTransformer
+    arch = dict(embed_dim=64, depth=2, num_heads=2)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_classes=10)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        vit(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert counter.get_total_flops() == flops.vit_supervised_step_flops(arch, 32, 8, 2, num_classes=10)['total']

@@ -1,0 +1,436 @@
+"""Speed and memory of ExtreMA beside its baselines, measured in one process.
+
+    python tools/benchmark.py --quick                    # CPU, under 2 minutes
+    python tools/benchmark.py                            # CPU, all scenarios (long)
+    python tools/benchmark.py --device cuda --amp bfloat16 --compile --batch-size 256
+
+Scenarios (``--scenarios``):
+  pretrain-step        one ExtreMA training iteration (EMA, forward, backward, AdamW) beside:
+                       the same step with K=1, a naive teacher-per-mask step, a supervised timm
+                       ViT step on all tokens, and the roofline matmul of the dominant shape.
+  seg-step             one UperNet iteration, ExtreMAViT beside mmseg's MAE with the same dims.
+  backbone-inference   images/s of ExtreMAViT beside timm's VisionTransformer.
+  data                 pretraining data pipeline throughput per worker vs the step's consumption.
+
+Every time is a median over ``--repeats`` timed rounds after ``--warmup`` rounds; the
+variants of a scenario run round-robin, so ratios between them are robust to load.
+Results are printed as tables and written to ``--out`` as JSON.
+"""
+import argparse
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import sys
+import tempfile
+import time
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+import torch  # noqa: E402
+from mmengine.logging import MMLogger  # noqa: E402
+
+import extrema  # noqa: E402,F401  (shims and registration)
+from extrema.benchmark import flops as flop_count  # noqa: E402
+from extrema.benchmark.steps import (SupervisedViT, autocast, build_optim_wrapper,  # noqa: E402
+                                     extrema_step, inference_step, masks_of, random_uint8_images,
+                                     supervised_step, teacher_per_mask_loss)
+from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  # noqa: E402
+                                      time_interleaved)
+from extrema.models.extrema import ExtreMA  # noqa: E402
+from extrema.models.masking import num_visible  # noqa: E402
+from extrema.models.vit import ViTTrunk, resolve_arch  # noqa: E402
+
+SCENARIOS = ('pretrain-step', 'seg-step', 'backbone-inference', 'data')
+TINY_ARCH = dict(embed_dim=64, depth=2, num_heads=2)
+# Dense peak FLOP/s by device name, for MFU against the datasheet.
+DATASHEET_PEAK_TFLOPS = {
+    ('H100', 'bfloat16'): 989.4, ('H100', 'float16'): 989.4, ('H100', 'float32'): 66.9,
+    ('H200', 'bfloat16'): 989.4, ('H200', 'float16'): 989.4, ('H200', 'float32'): 66.9,
+    ('A100', 'bfloat16'): 312.0, ('A100', 'float16'): 312.0, ('A100', 'float32'): 19.5,
+}
+# mode -> defaults; every one can be overridden on the command line.
+PRESETS = {
+    'tiny': dict(archs=['tiny'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
+                 warmup=0, repeats=1, infer_batch=2, seg_arch='tiny', seg_size=64, seg_batch=2,
+                 data_images=4, data_size=32, proj_hidden_dim=64, proj_dim=32),
+    'quick': dict(archs=['small'], masks=['0.8x5'], img_size=224, patch_size=16, batch_size=4,
+                  warmup=1, repeats=2, infer_batch=8, seg_arch='tiny', seg_size=128, seg_batch=2,
+                  data_images=24, data_size=224),
+    'full': dict(archs=['small', 'base'], masks=['0.8x5', '0.9x8'], img_size=224, patch_size=16,
+                 batch_size=None, warmup=1, repeats=3, infer_batch=32, seg_arch='base', seg_size=512,
+                 seg_batch=2, data_images=64, data_size=224),
+}
+FULL_BATCH = {'cpu': {'small': 16, 'base': 8, 'large': 4}, 'cuda': {'small': 256, 'base': 256, 'large': 128}}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--scenarios', nargs='+', choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--quick', action='store_true', help='ViT-S, small batches, 2 repeats (CPU < 2 min)')
+    mode.add_argument('--tiny', action='store_true', help='tiny dims, 1 repeat: a smoke test')
+    parser.add_argument('--archs', nargs='+', help="ViT sizes: small base large (or 'tiny')")
+    parser.add_argument('--masks', nargs='+', help='mask_ratio x num_masks, e.g. 0.8x5 0.9x8')
+    parser.add_argument('--batch-size', type=int, help='pretraining batch (default: per arch and device)')
+    parser.add_argument('--warmup', type=int)
+    parser.add_argument('--repeats', type=int)
+    parser.add_argument('--amp', choices=['bfloat16', 'float16', 'none'], default=None,
+                        help='autocast dtype (default: bfloat16 on CUDA, none on CPU)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time the ExtreMA step with torch.compile on the loss forward')
+    parser.add_argument('--no-baselines', action='store_true',
+                        help='pretrain-step: time only ExtreMA (and the compiled variant)')
+    parser.add_argument('--peak-tflops', type=float,
+                        help='nominal dense peak of the device for the dtype (CPU: e.g. 0.166)')
+    parser.add_argument('--infer-batch', type=int)
+    parser.add_argument('--seg-arch')
+    parser.add_argument('--seg-size', type=int)
+    parser.add_argument('--seg-batch', type=int)
+    parser.add_argument('--data-images', type=int)
+    parser.add_argument('--data-size', type=int)
+    parser.add_argument('--threads', type=int, help='torch intra-op threads (CPU)')
+    parser.add_argument('--out', default=None, help='JSON file (default: work_dirs/benchmark/<time>.json)')
+    args = parser.parse_args(argv)
+    preset = PRESETS['tiny' if args.tiny else 'quick' if args.quick else 'full']
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    args.device = torch.device(args.device)
+    if args.amp is None:
+        args.amp = 'bfloat16' if args.device.type == 'cuda' else 'none'
+    args.amp = None if args.amp == 'none' else args.amp
+    if args.amp and args.device.type != 'cuda':
+        parser.error('--amp needs CUDA here: mmengine AMP is GPU-only, and bf16 autocast is slow on '
+                     'most CPUs (see docs/benchmark.md)')
+    args.masks = [parse_masks(m) for m in args.masks]
+    return args
+
+
+def parse_masks(text: str):
+    ratio, count = text.lower().split('x')
+    return float(ratio), int(count)
+
+
+def arch_of(name: str) -> dict:
+    return dict(TINY_ARCH) if name == 'tiny' else resolve_arch(name)
+
+
+def gflops(value: float) -> float:
+    return value / 1e9
+
+
+def peak_flops(args) -> float:
+    """Nominal dense peak FLOP/s of the device for the run's dtype, or None."""
+    if args.peak_tflops:
+        return args.peak_tflops * 1e12
+    if args.device.type != 'cuda':
+        return None
+    name = torch.cuda.get_device_name(args.device)
+    for (card, dtype), tflops in DATASHEET_PEAK_TFLOPS.items():
+        if card in name and dtype == (args.amp or 'float32'):
+            return tflops * 1e12
+    return None
+
+
+def summarise(times, flops_per_step, images_per_step, memory, roofline, peak):
+    step = median(times)
+    row = dict(step_s=step, images_per_s=images_per_step / step, gflop_per_step=gflops(flops_per_step),
+               achieved_gflop_s=gflops(flops_per_step / step), times_s=times, **memory)
+    if roofline:
+        row['mfu_vs_roofline'] = flops_per_step / step / roofline
+    if peak:
+        row['mfu_vs_peak'] = flops_per_step / step / peak
+    return row
+
+
+# ------------------------------------------------------------------ pretrain-step
+def pretrain_scenario(args, results):
+    device, peak = args.device, peak_flops(args)
+    rows = []
+    for arch_name in args.archs:
+        arch = arch_of(arch_name)
+        batch = args.batch_size or FULL_BATCH[device.type].get(arch_name, 8)
+        for ratio, num_masks in args.masks:
+            torch.manual_seed(0)
+            head = dict(proj_hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
+                        pred_hidden_dim=args.proj_hidden_dim) if arch_name == 'tiny' else {}
+            model = ExtreMA(arch=arch, img_size=args.img_size, patch_size=args.patch_size,
+                            mask_ratio=ratio, num_masks=num_masks, **head).to(device)
+            optim_wrapper = build_optim_wrapper(model, device, args.amp)
+            generator = torch.Generator().manual_seed(0)
+            views = [random_uint8_images(batch, args.img_size, device, generator) for _ in range(2)]
+            data = dict(inputs=views)
+            steps = {'extrema': extrema_step(model, optim_wrapper, data)}
+            flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
+            if args.compile:
+                steps['extrema+compile'] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss))
+                flops['extrema+compile'] = flops['extrema']
+            if not args.no_baselines:
+                steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
+                flops['k1'] = flop_count.extrema_step_flops(dict(model.config, num_masks=1), batch)['total']
+                steps['naive_teacher'] = extrema_step(model, optim_wrapper, data,
+                                                      lambda inputs: teacher_per_mask_loss(model, inputs))
+                flops['naive_teacher'] = flop_count.extrema_step_flops(
+                    model.config, batch, teacher_passes=num_masks)['total']
+                supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
+                labels = torch.randint(0, 1000, (batch,), generator=generator).to(device)
+                steps['supervised_vit'] = supervised_step(
+                    supervised, build_optim_wrapper(supervised, device, args.amp),
+                    dict(inputs=views[0], data_samples=labels))
+                flops['supervised_vit'] = flop_count.vit_supervised_step_flops(
+                    arch, args.img_size, args.patch_size, batch)['total']
+            # Roofline: the student's MLP fc1, (K*B*L, D) x (D, 4D), in the run's dtype.
+            tokens = num_masks * batch * num_visible((args.img_size // args.patch_size) ** 2, ratio)
+            dim = arch['embed_dim']
+            dtype = getattr(torch, args.amp or 'float32')
+            roofline = matmul_flops_per_s(tokens, dim, 4 * dim, device, dtype,
+                                          repeats=max(args.repeats, 5 if device.type == 'cpu' else 20))
+            times = time_interleaved(steps, device, args.warmup, args.repeats)
+            memory = {name: peak_memory(step, device) for name, step in steps.items()}
+            base = median(times['extrema'])
+            for name in steps:
+                row = dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, variant=name,
+                           **summarise(times[name], flops[name], batch, memory[name], roofline, peak))
+                row['time_vs_extrema'] = row['step_s'] / base
+                rows.append(row)
+            rows.append(dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, variant='roofline',
+                             matmul_shape=[tokens, dim, 4 * dim], achieved_gflop_s=gflops(roofline),
+                             mfu_vs_peak=roofline / peak if peak else None))
+            print_table(rows[-len(steps) - 1:], PRETRAIN_COLUMNS)
+            del model, optim_wrapper, steps
+    results['pretrain_step'] = rows
+
+
+PRETRAIN_COLUMNS = [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('variant', '{}'),
+                    ('step_s', '{:.3f}'), ('time_vs_extrema', '{:.2f}x'), ('images_per_s', '{:.1f}'),
+                    ('gflop_per_step', '{:.0f}'), ('achieved_gflop_s', '{:.1f}'),
+                    ('mfu_vs_roofline', '{:.2f}'), ('mfu_vs_peak', '{:.2f}'), ('peak_gib', '{:.2f}'),
+                    ('step_gib', '{:.2f}')]
+
+
+# ------------------------------------------------------------------ seg-step
+SEG_OUT_INDICES = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23)}  # mmseg's MAE/BEiT configs
+
+
+def seg_models(args):
+    """(ExtreMAViT UperNet, mmseg MAE UperNet) configs with the same dims."""
+    arch = dict(TINY_ARCH, depth=4) if args.seg_arch == 'tiny' else resolve_arch(args.seg_arch)
+    dim, depth, heads = arch['embed_dim'], arch['depth'], arch['num_heads']
+    out_indices = SEG_OUT_INDICES.get(depth, tuple(range(depth - 4, depth)))
+    patch = 16 if args.seg_size >= 128 else 8
+    norm = dict(type='SyncBN' if args.device.type == 'cuda' else 'BN', requires_grad=True)
+    common = dict(
+        type='EncoderDecoder',
+        data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
+                               std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_val=0, seg_pad_val=255,
+                               size=(args.seg_size, args.seg_size)),
+        neck=dict(type='Feature2Pyramid', embed_dim=dim, rescales=[4, 2, 1, 0.5], norm_cfg=norm),
+        decode_head=dict(type='UPerHead', in_channels=[dim] * 4, in_index=[0, 1, 2, 3],
+                         pool_scales=(1, 2, 3, 6), channels=dim, dropout_ratio=0.1, num_classes=150,
+                         norm_cfg=norm, align_corners=False,
+                         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        auxiliary_head=dict(type='FCNHead', in_channels=dim, in_index=2, channels=256, num_convs=1,
+                            concat_input=False, dropout_ratio=0.1, num_classes=150, norm_cfg=norm,
+                            align_corners=False,
+                            loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)),
+        train_cfg=dict(), test_cfg=dict(mode='whole'))
+    ours = dict(common, backbone=dict(type='ExtreMAViT', arch=arch, img_size=args.seg_size, patch_size=patch,
+                                      drop_path_rate=0.1, use_rel_pos_bias=True, out_indices=out_indices))
+    mae = dict(common, backbone=dict(type='MAE', img_size=(args.seg_size, args.seg_size), patch_size=patch,
+                                     embed_dims=dim, num_layers=depth, num_heads=heads, mlp_ratio=4,
+                                     out_indices=out_indices, drop_path_rate=0.1,
+                                     norm_cfg=dict(type='LN', eps=1e-6), init_values=0.1))
+    return dict(extremavit=ours, mmseg_mae=mae)
+
+
+def seg_scenario(args, results):
+    try:
+        from mmengine.registry import DefaultScope
+        from mmengine.structures import PixelData
+        from mmseg.registry import MODELS as SEG_MODELS
+        from mmseg.structures import SegDataSample
+        from extrema.models.seg_backbone import ExtreMAViT  # noqa: F401  (registers it)
+    except ImportError as error:
+        message = f'seg-step skipped: {error} (needs mmsegmentation and extrema.models.seg_backbone)'
+        print(message)
+        results['seg_step'] = dict(skipped=message)
+        return
+    device, size, batch = args.device, args.seg_size, args.seg_batch
+    generator = torch.Generator().manual_seed(0)
+    data = dict(inputs=[torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator)
+                        for _ in range(batch)], data_samples=[])
+    for _ in range(batch):
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, size, size), generator=generator))
+        sample.set_metainfo(dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size)))
+        data['data_samples'].append(sample)
+    steps, params = {}, {}
+    for name, cfg in seg_models(args).items():
+        torch.manual_seed(0)
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            model = SEG_MODELS.build(cfg).to(device)
+        model.init_weights()
+        optim_wrapper = build_optim_wrapper(model, device, args.amp, lr=1e-4)
+        steps[name] = (lambda m, o: lambda: m.train_step(data, o))(model, optim_wrapper)
+        params[name] = sum(p.numel() for p in model.backbone.parameters())
+    times = time_interleaved(steps, device, args.warmup, args.repeats)
+    memory = {name: peak_memory(step, device) for name, step in steps.items()}
+    base = median(times['mmseg_mae'])
+    rows = []
+    for name in steps:
+        step = median(times[name])
+        rows.append(dict(backbone=name, size=size, batch=batch, step_s=step, images_per_s=batch / step,
+                         time_vs_mmseg_mae=step / base, backbone_params_m=params[name] / 1e6,
+                         times_s=times[name], **memory[name]))
+    print_table(rows, [('backbone', '{}'), ('size', '{}'), ('batch', '{}'), ('step_s', '{:.3f}'),
+                       ('time_vs_mmseg_mae', '{:.2f}x'), ('images_per_s', '{:.2f}'),
+                       ('backbone_params_m', '{:.1f}'), ('peak_gib', '{:.2f}'), ('step_gib', '{:.2f}')])
+    results['seg_step'] = rows
+
+
+# ------------------------------------------------------------------ backbone-inference
+def inference_scenario(args, results):
+    from timm.models.vision_transformer import VisionTransformer
+    device, batch = args.device, args.infer_batch
+    rows = []
+    for arch_name in args.archs:
+        arch = arch_of(arch_name)
+        try:
+            from extrema.models.seg_backbone import ExtreMAViT
+            ours = ExtreMAViT(arch=arch, img_size=args.img_size, patch_size=args.patch_size,
+                              out_indices=(arch['depth'] - 1,))
+            ours_name = 'ExtreMAViT'
+        except ImportError:
+            ours = ViTTrunk(arch=arch, img_size=args.img_size, patch_size=args.patch_size)
+            ours.forward = ours.forward_tokens
+            ours_name = 'ViTTrunk'
+        timm_vit = VisionTransformer(img_size=args.img_size, patch_size=args.patch_size,
+                                     embed_dim=arch['embed_dim'], depth=arch['depth'],
+                                     num_heads=arch['num_heads'], num_classes=0)
+        models = {ours_name: ours, 'timm_vit': timm_vit}
+        images = torch.randn(batch, 3, args.img_size, args.img_size,
+                             generator=torch.Generator().manual_seed(0)).to(device)
+        steps = {}
+        for name, model in models.items():
+            model.to(device).eval()
+            forward = model.forward_features if name == 'timm_vit' else model
+            steps[name] = inference_step(forward, images, args.amp)
+        times = time_interleaved(steps, device, args.warmup, max(args.repeats, 3))
+        base = median(times['timm_vit'])
+        flops = {ours_name: flop_count.vit_inference_flops(arch, args.img_size, args.patch_size, batch),
+                 'timm_vit': flop_count.vit_inference_flops(arch, args.img_size, args.patch_size, batch,
+                                                            extra_tokens=1)}
+        for name in steps:
+            step = median(times[name])
+            rows.append(dict(arch=arch_name, batch=batch, model=name, step_s=step, images_per_s=batch / step,
+                             time_vs_timm=step / base, gflop_per_step=gflops(flops[name]),
+                             achieved_gflop_s=gflops(flops[name] / step), times_s=times[name]))
+    print_table(rows, [('arch', '{}'), ('batch', '{}'), ('model', '{}'), ('step_s', '{:.4f}'),
+                       ('time_vs_timm', '{:.2f}x'), ('images_per_s', '{:.1f}'),
+                       ('achieved_gflop_s', '{:.1f}')])
+    results['backbone_inference'] = rows
+
+
+# ------------------------------------------------------------------ data
+def write_jpeg_folder(root: str, count: int, generator: torch.Generator) -> None:
+    """ImageNet-like JPEGs (about 500x375, smooth content plus noise, quality 90)."""
+    import numpy as np
+    from PIL import Image
+    folder = osp.join(root, 'train', 'class0')
+    os.makedirs(folder)
+    for index in range(count):
+        coarse = torch.rand(3, 12, 16, generator=generator)
+        image = torch.nn.functional.interpolate(coarse[None], size=(375, 500), mode='bicubic')[0]
+        image = (image + 0.08 * torch.randn(image.shape, generator=generator)).clamp(0, 1)
+        array = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        Image.fromarray(array).save(osp.join(folder, f'{index:05d}.jpg'), quality=90)
+
+
+def data_scenario(args, results):
+    from extrema.data.two_view import TwoViewImageFolder
+    from mmengine.config import Config
+    config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                      'pretrain/configs/_base_/datasets/imagenet_two-view.py')
+    default_workers = Config.fromfile(config).train_dataloader.num_workers
+    with tempfile.TemporaryDirectory() as root:
+        write_jpeg_folder(root, args.data_images, torch.Generator().manual_seed(0))
+        dataset = TwoViewImageFolder(root, img_size=args.data_size)
+        steps = {'two_view_item': lambda: [dataset[i] for i in range(len(dataset))]}
+        times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
+    per_worker = len(dataset) / median(times['two_view_item'])
+    row = dict(images=len(dataset), size=args.data_size, per_worker_images_per_s=per_worker,
+               default_workers=default_workers, pipeline_images_per_s=per_worker * default_workers,
+               times_s=times['two_view_item'])
+    steps_run = [r for r in results.get('pretrain_step', []) if r['variant'] == 'extrema']
+    if steps_run:
+        fastest = max(steps_run, key=lambda r: r['images_per_s'])
+        row.update(step_images_per_s=fastest['images_per_s'],
+                   workers_needed=fastest['images_per_s'] / per_worker,
+                   bottleneck=fastest['images_per_s'] > per_worker * default_workers)
+    print_table([row], [('images', '{}'), ('size', '{}'), ('per_worker_images_per_s', '{:.1f}'),
+                        ('default_workers', '{}'), ('step_images_per_s', '{:.1f}'),
+                        ('workers_needed', '{:.2f}'), ('bottleneck', '{}')])
+    results['data'] = row
+
+
+# ------------------------------------------------------------------ output
+def print_table(rows, columns):
+    header = [name for name, _ in columns]
+    lines = [[fmt.format(row[name]) if row.get(name) is not None else '-' for name, fmt in columns]
+             for row in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    print('  '.join(h.rjust(w) for h, w in zip(header, widths)))
+    for line in lines:
+        print('  '.join(cell.rjust(w) for cell, w in zip(line, widths)))
+    print(flush=True)
+
+
+def environment(args) -> dict:
+    import timm
+    info = dict(date=datetime.datetime.now().isoformat(timespec='seconds'), device=str(args.device),
+                torch=torch.__version__, timm=timm.__version__, python=platform.python_version(),
+                dtype=args.amp or 'float32', threads=torch.get_num_threads(), compile=args.compile,
+                cpu=platform.processor() or platform.machine(), peak_gflop_s=gflops(peak_flops(args) or 0) or None,
+                load_average=os.getloadavg() if hasattr(os, 'getloadavg') else None)
+    try:
+        with open('/proc/cpuinfo') as f:
+            info['cpu'] = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    if args.device.type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(args.device)
+    return info
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings('ignore', message='.*(deprecated|will be removed|mmcv-lite).*')
+    MMLogger.get_instance('benchmark', log_level='WARNING')  # no init_weights reports
+    results = dict(environment=environment(args), settings={
+        k: (str(v) if isinstance(v, torch.device) else v) for k, v in vars(args).items()})
+    print(json.dumps(results['environment']))
+    runners = {'pretrain-step': pretrain_scenario, 'seg-step': seg_scenario,
+               'backbone-inference': inference_scenario, 'data': data_scenario}
+    start = time.perf_counter()
+    for name in SCENARIOS:
+        if name in args.scenarios:
+            print(f'== {name}', flush=True)
+            runners[name](args, results)
+    results['environment']['wall_s'] = time.perf_counter() - start
+    out = args.out or osp.join('work_dirs', 'benchmark',
+                               datetime.datetime.now().strftime('%Y%m%d_%H%M%S') + '.json')
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, 'w') as f:
+        json.dump(results, f, indent=1)
+    print(f'results written to {out} ({results["environment"]["wall_s"]:.0f} s)')
+    return results
+
+
+if __name__ == '__main__':
+    main()
