@@ -6,6 +6,7 @@ MMCV_OPS_STUB = install_mmcv_ops_stub()
 allow_mmengine_checkpoint_globals()
 
 from . import data, engine, models  # noqa: E402,F401  (registration)
+from . import evaluation  # noqa: E402,F401  (registers the Accuracy metric)
 from .checkpoint import load_pretrained  # noqa: E402
 from .models import ExtreMA  # noqa: E402
 

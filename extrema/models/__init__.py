@@ -1,3 +1,4 @@
+from .classifier import ClassCountCheckHook, ClassifierDataPreprocessor, ExtreMAClassifier  # noqa: F401
 from .data_preprocessor import TwoViewDataPreprocessor
 from .extrema import ExtreMA, byol_loss, infonce_loss
 from .masking import check_mask_config, num_visible, sample_masks

@@ -1,0 +1,32 @@
+# Fine-tune the tiny CPU ExtreMA (pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_
+# fashion-mnist-32px.py) on 1% of the Fashion-MNIST labels (600 images), evaluated on all
+# 10,000 test images. Runs on a CPU in minutes. Random-init baseline:
+#   --cfg-options model.pretrained=None
+_base_ = [
+    '_base_/models/extrema-classifier_vit-b-p16.py',
+    '_base_/datasets/fashion-mnist-32px_semi-sup.py',
+    '_base_/schedules/adamw_layer-decay.py',
+    '_base_/default_runtime.py',
+]
+model = dict(
+    num_classes=10,
+    arch=dict(embed_dim=192, depth=6, num_heads=3, _delete_=True),
+    img_size=32,
+    patch_size=4,
+    drop_path_rate=0.1,
+    pretrained='work_dirs/pretrain_tiny/epoch_8.pth',
+    # The pretraining normalisation of the tiny config.
+    data_preprocessor=dict(mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0)),
+)
+optim_wrapper = dict(optimizer=dict(lr=1e-3), paramwise_cfg=dict(num_layers=6))
+warmup_epochs = 10
+max_epochs = 100
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', T_max=max_epochs - warmup_epochs, eta_min=1e-6, by_epoch=True,
+         begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
+]
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=25)
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=25))
+env_cfg = dict(cudnn_benchmark=False)

@@ -1,0 +1,122 @@
+"""Label subsets: SimCLR split files, class-balanced subsets, validation labels."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from extrema.data.subsets import (SPLITS_DIR, LabelledImageFolder, balanced_subset, read_split_file,
+                                  resolve_split_file)
+
+SIMCLR_MD5 = {'1percent': 'b61c91b8ddb75fabdb02a9bb2ae3bd74', '10percent': 'b0d861160cc9531910d069ff547fc1b6'}
+SMALL = dict(input_size=16, crop_pct=1.0)
+
+
+def write_image(path, value=0):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.new('RGB', (16, 16), (value, value, value)).save(path, format='JPEG')
+
+
+@pytest.fixture(scope='module')
+def fake_imagenet(tmp_path_factory):
+    """train/<wnid>/ for 3 wnids of the real 1% split: 2 listed images and 2 unlisted ones each,
+    plus a class with no listed image; val/<wnid>/ with one image per class."""
+    root = tmp_path_factory.mktemp('imagenet')
+    listed_all = read_split_file(resolve_split_file('1percent'))
+    wnids = sorted({name.split('_')[0] for name in listed_all})[:3] + ['n99999999']
+    listed = []
+    for wnid in wnids:
+        mine = [n for n in listed_all if n.startswith(wnid + '_')][:2]
+        listed += mine
+        for name in mine + [f'{wnid}_{900000 + i}.JPEG' for i in range(2)]:
+            write_image(str(root / 'train' / wnid / name))
+        write_image(str(root / 'val' / wnid / f'ILSVRC2012_val_{wnid}.JPEG'))
+    return str(root), wnids, listed
+
+
+def test_shipped_splits_are_the_simclr_files():
+    one, ten = (read_split_file(resolve_split_file(s)) for s in ('1percent', '10percent'))
+    assert (len(one), len(ten)) == (12811, 128116)
+    assert set(one) <= set(ten)
+    assert len({n.split('_')[0] for n in one}) == 1000
+    for name, md5 in SIMCLR_MD5.items():
+        with open(os.path.join(SPLITS_DIR, f'{name}.txt'), 'rb') as f:
+            assert hashlib.md5(f.read()).hexdigest() == md5
+    notice = open(os.path.join(SPLITS_DIR, 'NOTICE')).read()
+    assert 'google-research/simclr' in notice and 'Apache License' in notice
+
+
+def test_split_selects_exactly_the_listed_images(fake_imagenet, tmp_path):
+    root, wnids, listed = fake_imagenet
+    split_file = tmp_path / 'split.txt'
+    split_file.write_text('\n'.join(listed) + '\n')
+    dataset = LabelledImageFolder(root, split=str(split_file), transform=SMALL)
+    assert dataset.classes == wnids
+    expected = {(os.path.join(root, 'train', n.split('_')[0], n), wnids.index(n.split('_')[0])) for n in listed}
+    assert set(dataset.samples) == expected and len(dataset) == len(listed)
+    assert dataset.split_md5 == hashlib.md5(split_file.read_bytes()).hexdigest()
+    item = dataset[len(dataset) - 1]
+    assert item['inputs'].shape == (3, 16, 16) and item['data_samples'] == dataset.samples[-1][1]
+
+
+def test_real_split_with_missing_images(fake_imagenet):
+    root, wnids, listed = fake_imagenet
+    with pytest.raises(FileNotFoundError, match=f'{12811 - len(listed)} of 12811 images listed') as error:
+        LabelledImageFolder(root, split='1percent', transform=SMALL)
+    assert 'allow_missing' in str(error.value)
+    missing_example = str(error.value).split('e.g. [')[1].split(',')[0].strip("'")
+    assert missing_example in read_split_file(resolve_split_file('1percent')) and missing_example not in listed
+    dataset = LabelledImageFolder(root, split='1percent', allow_missing=True, transform=SMALL)
+    assert sorted(os.path.basename(p) for p, _ in dataset.samples) == sorted(listed)
+    assert dataset.metainfo['split_md5'] == SIMCLR_MD5['1percent']
+
+
+def test_bad_split_inputs(fake_imagenet, tmp_path):
+    root, _, _ = fake_imagenet
+    with pytest.raises(FileNotFoundError, match="'1percent', '10percent'"):
+        LabelledImageFolder(root, split='2percent', transform=SMALL)
+    bad = tmp_path / 'bad.txt'
+    bad.write_text('train/n01440764/a.JPEG\n')
+    with pytest.raises(ValueError, match='not <class>_<id>'):
+        LabelledImageFolder(root, split=str(bad), transform=SMALL)
+    with pytest.raises(ValueError, match='either split'):
+        LabelledImageFolder(root, split='1percent', percent=1, transform=SMALL)
+
+
+def test_validation_labels_follow_the_training_classes(fake_imagenet, tmp_path):
+    root, wnids, _ = fake_imagenet
+    val = LabelledImageFolder(root, 'val', transform=SMALL)
+    assert [(os.path.basename(os.path.dirname(p)), y) for p, y in val.samples] == \
+        [(w, i) for i, w in enumerate(wnids)]
+    ann = tmp_path / 'val.txt'
+    ann.write_text(f'{wnids[2]}/ILSVRC2012_val_{wnids[2]}.JPEG {wnids[2]}\n'
+                   f'{wnids[0]}/ILSVRC2012_val_{wnids[0]}.JPEG 0\n')
+    annotated = LabelledImageFolder(root, 'val', ann_file=str(ann), transform=SMALL)
+    assert [y for _, y in annotated.samples] == [2, 0]
+    ann.write_text(f'{wnids[0]}/ILSVRC2012_val_{wnids[0]}.JPEG 7\n')
+    with pytest.raises(ValueError, match='not one of the 4 training classes'):
+        LabelledImageFolder(root, 'val', ann_file=str(ann), transform=SMALL)
+    os.makedirs(os.path.join(root, 'val_extra', 'n00000001'))
+    write_image(os.path.join(root, 'val_extra', 'n00000001', 'x.JPEG'))
+    with pytest.raises(ValueError, match='not training classes'):
+        LabelledImageFolder(root, 'val_extra', transform=SMALL)
+
+
+def test_balanced_subset_draws_percent_of_every_class():
+    sizes = [200, 50, 7]
+    samples = [(f'{c}/{i}.png', c) for c, n in enumerate(sizes) for i in range(n)]
+    subset = balanced_subset(samples, 10, seed=0)
+    counts = np.bincount([y for _, y in subset])
+    assert counts.tolist() == [20, 5, 1]
+    assert set(subset) <= set(samples) and subset == sorted(subset, key=samples.index)
+    assert balanced_subset(samples, 10, seed=0) == subset
+    assert balanced_subset(samples, 10, seed=1) != subset
+    with pytest.raises(ValueError, match=r'\(0, 100\]'):
+        balanced_subset(samples, 0)
+
+
+def test_percent_subset_of_an_image_folder(fashion_mnist_folder):
+    dataset = LabelledImageFolder(fashion_mnist_folder, percent=10, seed=3, transform=dict(input_size=32))
+    assert np.bincount([y for _, y in dataset.samples]).tolist() == [2] * 10
+    assert dataset.split_md5 is None and len(dataset.classes) == 10
