@@ -1,9 +1,12 @@
 """Label subsets: SimCLR split files, class-balanced subsets, validation labels."""
 import hashlib
+import importlib.util
+import json
 import os
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from extrema.data.subsets import (SPLITS_DIR, LabelledImageFolder, balanced_subset, read_split_file,
@@ -120,3 +123,22 @@ def test_percent_subset_of_an_image_folder(fashion_mnist_folder):
     dataset = LabelledImageFolder(fashion_mnist_folder, percent=10, seed=3, transform=dict(input_size=32))
     assert np.bincount([y for _, y in dataset.samples]).tolist() == [2] * 10
     assert dataset.split_md5 is None and len(dataset.classes) == 10
+
+
+def test_frozen_eval_cli_on_an_imagenet_layout(fake_imagenet, tiny_extrema, tmp_path):
+    """The documented ImageNet command, on the fake tree: the shipped 1% split selects the images."""
+    root, wnids, listed = fake_imagenet
+    checkpoint = str(tmp_path / 'tiny.pth')
+    torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config)),
+               checkpoint)
+    spec = importlib.util.spec_from_file_location(
+        'frozen_eval', os.path.join(os.path.dirname(SPLITS_DIR), 'frozen_eval.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = ['--checkpoint', checkpoint, '--data-root', root, '--split', '1percent', '--protocol', 'knn',
+            '--workers', '0', '--cache-dir', '', '--out', str(tmp_path / 'out.json')]
+    with pytest.raises(FileNotFoundError, match='--allow-missing'):
+        cli.main(args)
+    report = cli.main(args + ['--allow-missing'])
+    assert report['split_md5'] == SIMCLR_MD5['1percent'] and report['num_labelled'] == len(listed)
+    assert report['num_val'] == len(wnids) and json.load(open(tmp_path / 'out.json'))['num_classes'] == 4
