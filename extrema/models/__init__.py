@@ -1,6 +1,7 @@
 from .classifier import ClassCountCheckHook, ClassifierDataPreprocessor, ExtreMAClassifier  # noqa: F401
 from .data_preprocessor import TwoViewDataPreprocessor
 from .extrema import ExtreMA, byol_loss, infonce_loss
+from .seg_backbone import ExtreMAViT  # noqa: F401  (registers in mmseg)
 from .masking import check_mask_config, num_visible, sample_masks
 from .vit import ExtreMAEncoder, ViTTrunk, count_parameters, sincos_pos_embed_2d
 

@@ -1,0 +1,14 @@
+default_scope = 'mmseg'
+# `extrema` registers ExtreMAViT, FashionADEDataset and the layer-decay constructor in mmseg.
+custom_imports = dict(imports=['extrema', 'extrema.engine.seg_hooks'], allow_failed_imports=False)
+env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+               dist_cfg=dict(backend='nccl'))
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='SegLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+log_processor = dict(by_epoch=False)
+log_level = 'INFO'
+load_from = None
+resume = False
+tta_model = dict(type='SegTTAModel')
+# Fails fast when head num_classes and the dataset disagree, or a label file is out of range.
+custom_hooks = [dict(type='SegDataCheckHook')]
