@@ -16,6 +16,15 @@ def cosine_momentum(step: int, total_steps: int, base: float = 0.996, final: flo
     return final - (final - base) * (1 + math.cos(math.pi * step / total_steps)) / 2
 
 
+def plain(value):
+    """ConfigDicts and tuples -> builtin dicts and lists, loadable with weights_only=True."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
 def unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
@@ -44,25 +53,39 @@ class MomentumUpdateHook(Hook):
 class ExtreMACheckpointHook(Hook):
     """Stores the model config and every rank's RNG state in each checkpoint.
 
-    The config lets ``extrema.load_pretrained`` rebuild the model; the RNG states
-    (restored right before the first resumed iteration, after the loop has
-    advanced its data loader) make a resumed run draw the same masks, drop-path
-    and augmentation as an uninterrupted one.
+    The config lets ``extrema.load_pretrained`` rebuild the model. The RNG states,
+    restored before the first resumed epoch creates its data iterator, make a run
+    resumed at an epoch boundary draw the same masks, drop-path, augmentation and
+    worker seeds as an uninterrupted one (persistent workers keep their own
+    streams, so exactness needs ``persistent_workers=False``).
     """
 
-    priority = 'VERY_LOW'
+    priority = 'LOW'  # before CheckpointHook (VERY_LOW) in after_train_epoch
 
     def __init__(self):
         self._pending_rng = None
+        self._epoch_rng = None
+
+    @staticmethod
+    def _rng_state() -> dict:
+        state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
+        if torch.cuda.is_available():
+            state['cuda'] = torch.cuda.get_rng_state()
+        return state
+
+    def after_train_epoch(self, runner) -> None:
+        # Checkpoints are written by rank 0 only, so every rank's state is gathered here.
+        states = all_gather_object(self._rng_state()) if get_world_size() > 1 else [self._rng_state()]
+        self._epoch_rng = (runner.iter, states)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         model = unwrap(runner.model)
         if hasattr(model, 'config'):
-            checkpoint.setdefault('meta', {})['extrema_config'] = dict(model.config)
-        state = dict(torch=torch.get_rng_state(), numpy=np.random.get_state(), python=random.getstate())
-        if torch.cuda.is_available():
-            state['cuda'] = torch.cuda.get_rng_state()
-        checkpoint['rng_states'] = all_gather_object(state) if get_world_size() > 1 else [state]
+            checkpoint.setdefault('meta', {})['extrema_config'] = plain(model.config)
+        if self._epoch_rng is not None and self._epoch_rng[0] == runner.iter:
+            checkpoint['rng_states'] = self._epoch_rng[1]
+        elif get_world_size() == 1:
+            checkpoint['rng_states'] = [self._rng_state()]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         states = checkpoint.get('rng_states')
@@ -72,7 +95,7 @@ class ExtreMACheckpointHook(Hook):
             runner.logger.warning(f'Checkpoint has RNG states of {len(states)} ranks but the run has '
                                   f'{get_world_size()}; random streams restart from the seed.')
 
-    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+    def before_train_epoch(self, runner) -> None:
         if self._pending_rng is None:
             return
         state, self._pending_rng = self._pending_rng, None

@@ -1,6 +1,8 @@
 """Optimizer wrapper constructors."""
 import torch.nn as nn
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.model import is_model_wrapper
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
+from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 
@@ -19,10 +21,14 @@ class DecayGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Frozen parameters (the EMA teacher) are left out of the optimizer.
     """
 
-    def add_params(self, params: list, module: nn.Module, **kwargs) -> None:
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        if is_model_wrapper(model):
+            model = model.module
         no_decay, decay = [], []
-        for name, param in module.named_parameters():
+        for name, param in model.named_parameters():
             if param.requires_grad:
                 (no_decay if no_weight_decay(name, param) else decay).append(param)
-        params.append(dict(params=no_decay, weight_decay=0.))
-        params.append(dict(params=decay))
+        optimizer_cfg = dict(self.optimizer_cfg)
+        optimizer_cfg['params'] = [dict(params=no_decay, weight_decay=0.), dict(params=decay)]
+        optimizer = OPTIMIZERS.build(optimizer_cfg)
+        return OPTIM_WRAPPERS.build(self.optim_wrapper_cfg, default_args=dict(optimizer=optimizer))

@@ -1,0 +1,203 @@
+"""Pretraining through the same Runner path as tools/train.py."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from extrema.checkpoint import load_file, load_pretrained
+from extrema.data import TwoViewImageFolder
+from extrema.engine.fileio import AtomicLocalBackend
+from extrema.engine.hooks import cosine_momentum
+from extrema.engine.launch import build_runner, cpu_has_native_bf16, find_resume_checkpoint, setup_config
+
+from conftest import ROOT
+
+TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
+
+
+def write_config(tmp_path, data_root, name='tiny.py', epochs=2, extra=''):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(f"""
+        _base_ = ['{TINY_BASE}']
+        model = dict(arch=dict(embed_dim=64, depth=2, num_heads=2, _delete_=True), img_size=32, patch_size=8,
+                     proj_hidden_dim=64, proj_dim=32, pred_hidden_dim=64, mask_ratio=0.75, num_masks=4)
+        train_dataloader = dict(batch_size=25, num_workers=0, persistent_workers=False,
+                                dataset=dict(data_root='{data_root}'))
+        warmup_epochs = 1
+        max_epochs = {epochs}
+        param_scheduler = [
+            dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=1, convert_to_iter_based=True),
+            dict(type='CosineAnnealingLR', T_max={epochs} - 1, eta_min=0., by_epoch=True, begin=1, end={epochs},
+                 convert_to_iter_based=True),
+        ]
+        train_cfg = dict(max_epochs={epochs})
+        default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=5))
+        """) + textwrap.dedent(extra))
+    return str(path)
+
+
+def run_train(args, env=None, check=True):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools/train.py'), *args], cwd=ROOT,
+                            env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout[-3000:] + result.stderr[-3000:])
+    return result
+
+
+def test_tiny_pretraining_runs_and_checkpoint_loads(tmp_path, fashion_mnist_folder):
+    cfg = setup_config(write_config(tmp_path, fashion_mnist_folder), work_dir=str(tmp_path / 'work'))
+    runner = build_runner(cfg)
+    runner.train()
+    iters = runner.max_iters
+    assert iters == 2 * (200 // 25)
+    assert runner.message_hub.get_scalar('train/momentum').current() == pytest.approx(
+        cosine_momentum(iters - 1, iters, 0.996))
+    model = runner.model
+    moved = [not torch.equal(s, t) for s, t in zip(model.student.parameters(), model.teacher.parameters())]
+    assert all(moved)  # the teacher trails the student
+    checkpoint = load_file(str(tmp_path / 'work/epoch_2.pth'))
+    assert checkpoint['meta']['extrema_config']['arch']['embed_dim'] == 64
+    assert len(checkpoint['rng_states']) == 1
+    groups = checkpoint['optimizer']['param_groups']
+    assert [g['weight_decay'] for g in groups] == [0.0, 0.1]
+    loaded = load_pretrained(str(tmp_path / 'work/epoch_2.pth'), strict=True)
+    for a, b in zip(loaded.teacher.state_dict().values(), model.teacher.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+KILL_HOOK = '''
+import os, signal
+from mmengine.hooks import Hook
+from extrema.registry import HOOKS
+
+
+@HOOKS.register_module()
+class KillAfterEpoch(Hook):
+    priority = 'LOWEST'
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def after_train_epoch(self, runner):
+        if runner.epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path, fashion_mnist_folder):
+    (tmp_path / 'kill_hook.py').write_text(KILL_HOOK)
+    plain = write_config(tmp_path, fashion_mnist_folder, 'plain.py', epochs=3)
+    killed = write_config(tmp_path, fashion_mnist_folder, 'killed.py', epochs=3, extra="""
+        custom_imports = dict(imports=['extrema', 'kill_hook'], allow_failed_imports=False)
+        custom_hooks = [dict(type='MomentumUpdateHook'), dict(type='ExtreMACheckpointHook'),
+                        dict(type='KillAfterEpoch', epoch=2)]
+        """)
+    env = dict(PYTHONPATH=str(tmp_path))
+    run_train([plain, '--work-dir', str(tmp_path / 'plain')])
+    crashed = run_train([killed, '--work-dir', str(tmp_path / 'resumed')], env=env, check=False)
+    assert crashed.returncode == -signal.SIGKILL
+    assert find_resume_checkpoint(str(tmp_path / 'resumed')).endswith('epoch_2.pth')
+    resumed_cfg = write_config(tmp_path, fashion_mnist_folder, 'resumed.py', epochs=3)
+    log = run_train([resumed_cfg, '--work-dir', str(tmp_path / 'resumed'), '--resume'])
+    assert 'resumed epoch: 2' in log.stdout + log.stderr
+    expected = load_file(str(tmp_path / 'plain/epoch_3.pth'))
+    actual = load_file(str(tmp_path / 'resumed/epoch_3.pth'))
+    assert expected['state_dict'].keys() == actual['state_dict'].keys()
+    for key, value in expected['state_dict'].items():
+        torch.testing.assert_close(actual['state_dict'][key], value, rtol=0, atol=0, msg=key)
+    exp_state, act_state = expected['optimizer']['state'], actual['optimizer']['state']
+    for index in exp_state:
+        torch.testing.assert_close(act_state[index]['exp_avg'], exp_state[index]['exp_avg'], rtol=0, atol=0)
+
+
+def test_two_process_gloo_pretraining(tmp_path, fashion_mnist_folder):
+    config = write_config(tmp_path, fashion_mnist_folder, 'dist.py', epochs=2)
+    work_dir = tmp_path / 'dist'
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29531',
+         os.path.join(ROOT, 'tools/train.py'), config, '--launcher', 'pytorch', '--work-dir', str(work_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    checkpoint = load_file(str(work_dir / 'epoch_2.pth'))
+    assert len(checkpoint['rng_states']) == 2  # one per rank
+    assert checkpoint['meta']['iter'] == 2 * 200 // (2 * 25)  # each rank takes half of every epoch
+    assert 'Distributed training: True' in result.stdout + result.stderr
+
+
+def test_non_finite_loss_stops_the_run(tmp_path, fashion_mnist_folder):
+    cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'nan.py'), work_dir=str(tmp_path / 'nan'),
+                       cfg_options={'model.data_preprocessor.std': (0., 0., 0.)})
+    runner = build_runner(cfg)
+    with pytest.raises(FloatingPointError, match='last good one'):
+        runner.train()
+    assert not (tmp_path / 'nan/epoch_1.pth').exists()
+
+
+def test_missing_data_root_is_a_clear_error(tmp_path):
+    cfg = setup_config(write_config(tmp_path, str(tmp_path / 'nowhere'), 'missing.py'),
+                       work_dir=str(tmp_path / 'missing'))
+    with pytest.raises(FileNotFoundError, match='prepare_fashion_mnist'):
+        build_runner(cfg).train()
+
+
+def test_bad_mask_config_fails_before_training(tmp_path, fashion_mnist_folder):
+    cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'badmask.py'), work_dir=str(tmp_path / 'bad'),
+                       cfg_options={'model.num_masks': 5})
+    with pytest.raises(ValueError, match='disjoint masks'):
+        build_runner(cfg)
+
+
+def test_unreadable_images_are_skipped_then_fatal(tmp_path, fashion_mnist_folder):
+    import shutil
+    root = tmp_path / 'images'
+    shutil.copytree(os.path.join(fashion_mnist_folder, 'train'), root / 'train')
+    bad = root / 'train' / 'bag' / '00000_corrupt.png'
+    bad.write_bytes(b'not a png')
+    dataset = TwoViewImageFolder(str(root), 'train', img_size=32)
+    index = [i for i, (path, _) in enumerate(dataset.samples) if path == str(bad)][0]
+    views = dataset[index]['inputs']
+    assert views[0].shape == (3, 32, 32) and views[0].dtype == torch.uint8
+    assert dataset._bad == 1
+    strict = TwoViewImageFolder(str(root), 'train', img_size=32, max_bad_fraction=0.0)
+    with pytest.raises(RuntimeError, match='unreadable'):
+        strict[index]
+
+
+def test_views_share_the_crop_in_spatial_mode(fashion_mnist_folder):
+    dataset = TwoViewImageFolder(fashion_mnist_folder, 'train', img_size=32, color_mode='spatial')
+    first, second = dataset[0]['inputs']
+    assert torch.equal(first, second)
+    with pytest.raises(ValueError, match='color_mode'):
+        TwoViewImageFolder(fashion_mnist_folder, 'train', color_mode='sepia')
+
+
+def test_atomic_writes_never_leave_partial_files(tmp_path, monkeypatch):
+    target = tmp_path / 'epoch_1.pth'
+    AtomicLocalBackend().put(b'good', target)
+
+    def fail(*args):
+        raise OSError('disk full')
+    monkeypatch.setattr(os, 'replace', fail)
+    with pytest.raises(OSError):
+        AtomicLocalBackend().put(b'partial', target)
+    assert target.read_bytes() == b'good'
+    assert os.listdir(tmp_path) == ['epoch_1.pth']
+
+
+def test_resume_finds_newest_checkpoint_without_pointer(tmp_path):
+    for name in ('epoch_2.pth', 'epoch_10.pth', 'epoch_3.pth.tmp-99'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'last_checkpoint').write_text('')  # truncated pointer
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'epoch_10.pth')
+    assert find_resume_checkpoint(str(tmp_path / 'empty')) is None
+
+
+@pytest.mark.skipif(cpu_has_native_bf16(), reason='this CPU has native bf16')
+def test_amp_on_cpu_without_bf16_falls_back_to_fp32(tmp_path, fashion_mnist_folder):
+    with pytest.warns(UserWarning, match='no native bf16'):
+        cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'amp.py'), amp=True)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
