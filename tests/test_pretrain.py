@@ -12,7 +12,7 @@ from extrema.checkpoint import load_file, load_pretrained
 from extrema.data import TwoViewImageFolder
 from extrema.engine.fileio import AtomicLocalBackend
 from extrema.engine.hooks import cosine_momentum
-from extrema.engine.launch import build_runner, cpu_has_native_bf16, find_resume_checkpoint, setup_config
+from extrema.engine.launch import build_runner, find_resume_checkpoint, setup_config
 
 from conftest import ROOT
 
@@ -196,8 +196,21 @@ def test_resume_finds_newest_checkpoint_without_pointer(tmp_path):
     assert find_resume_checkpoint(str(tmp_path / 'empty')) is None
 
 
-@pytest.mark.skipif(cpu_has_native_bf16(), reason='this CPU has native bf16')
-def test_amp_on_cpu_without_bf16_falls_back_to_fp32(tmp_path, fashion_mnist_folder):
-    with pytest.warns(UserWarning, match='no native bf16'):
-        cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'amp.py'), amp=True)
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
+@pytest.mark.parametrize('speedup,wrapper', [(0.025, 'OptimWrapper'), (1.7, 'AmpOptimWrapper')])
+def test_amp_on_cpu_uses_bf16_only_where_it_is_faster(tmp_path, fashion_mnist_folder, monkeypatch, speedup, wrapper):
+    import extrema.engine.launch as launch
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(launch, 'cpu_bf16_speedup', lambda: speedup)
+    config = write_config(tmp_path, fashion_mnist_folder, 'amp.py')
+    if wrapper == 'OptimWrapper':
+        with pytest.warns(UserWarning, match='0.03x the speed of fp32'):
+            cfg = setup_config(config, amp=True)
+    else:
+        cfg = setup_config(config, amp=True)
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.type == wrapper
+
+
+def test_bf16_probe_measures_something():
+    from extrema.engine.launch import cpu_bf16_speedup
+    assert cpu_bf16_speedup(repeats=1) > 0
