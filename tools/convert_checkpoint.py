@@ -24,8 +24,8 @@ from extrema.models.vit import ExtreMAEncoder  # noqa: E402
 def convert_to_extrema(checkpoint: dict, strict: bool) -> dict:
     state = to_extrema_state_dict(checkpoint)
     config = extrema_config(checkpoint, state)
-    report_load(ExtreMA(**config), state, strict=strict, name='ExtreMA')
-    return dict(state_dict=state, meta=dict(extrema_config=config))
+    missing, unexpected = report_load(ExtreMA(**config), state, strict=strict, name='ExtreMA')
+    return dict(state_dict=state, meta=dict(extrema_config=config)), missing, unexpected
 
 
 def convert_to_backbone(checkpoint: dict, branch: str, keep_projector: bool, strict: bool) -> dict:
@@ -36,8 +36,9 @@ def convert_to_backbone(checkpoint: dict, branch: str, keep_projector: bool, str
     expected = ExtreMAEncoder(**config)
     if not keep_projector:
         del expected.head
-    report_load(expected, encoder, strict=strict, name=f'{branch} encoder')
-    return dict(state_dict=encoder, meta=dict(format='extrema-backbone', branch=branch, encoder_config=config))
+    missing, unexpected = report_load(expected, encoder, strict=strict, name=f'{branch} encoder')
+    meta = dict(format='extrema-backbone', branch=branch, encoder_config=config)
+    return dict(state_dict=encoder, meta=meta), missing, unexpected
 
 
 def main(argv=None):
@@ -52,12 +53,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     checkpoint = load_file(args.src)
     if args.to == 'extrema':
-        converted = convert_to_extrema(checkpoint, args.strict)
+        converted, missing, unexpected = convert_to_extrema(checkpoint, args.strict)
     else:
-        converted = convert_to_backbone(checkpoint, args.branch, args.keep_projector, args.strict)
+        converted, missing, unexpected = convert_to_backbone(checkpoint, args.branch, args.keep_projector,
+                                                             args.strict)
     converted['meta']['source'] = osp.basename(args.src)
     atomic_save(converted, args.dst)
-    print(f'Wrote {len(converted["state_dict"])} tensors to {args.dst}')
+    print(f'Wrote {len(converted["state_dict"])} tensors to {args.dst} '
+          f'(verified: {len(missing)} missing, {len(unexpected)} unexpected keys)')
 
 
 if __name__ == '__main__':
