@@ -24,6 +24,7 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import extrema  # noqa: E402,F401  (shims and registration)
@@ -31,7 +32,7 @@ from extrema.data.subsets import LabelledImageFolder  # noqa: E402
 from extrema.evaluation.features import knn_predict  # noqa: E402
 from extrema.evaluation.frozen import FEATURES, FrozenEncoder, Normalise, cached_features, image_label_batches  # noqa: E402,E501
 from extrema.evaluation.linear_probe import evaluate_linear_probe, train_linear_probe  # noqa: E402
-from extrema.evaluation.logistic import DEFAULT_LAMBDAS, logistic_regression_eval  # noqa: E402
+from extrema.evaluation.logistic import DEFAULT_LAMBDAS, check_cv_folds, logistic_regression_eval  # noqa: E402
 from extrema.evaluation.metrics import clipped_topk_accuracy  # noqa: E402
 
 PROTOCOLS = ('logreg', 'knn', 'linear')
@@ -64,7 +65,8 @@ def parse_args(argv=None):
     run.add_argument('--feature', choices=FEATURES,
                      help='default: instance for logreg/knn, cls (no final LN) for linear')
     run.add_argument('--lambd', type=float, nargs='+', default=list(DEFAULT_LAMBDAS),
-                     help='one value, or several to choose by cross-validation on the labelled set')
+                     help='one value (MSN: 0.0025 for 5 images per class), or several to choose by '
+                          'cross-validation on the labelled set')
     run.add_argument('--cv-folds', type=int, default=3)
     run.add_argument('--max-iter', type=int, default=1000, help='L-BFGS iterations')
     run.add_argument('--knn-k', type=int, default=20)
@@ -138,6 +140,8 @@ def main(argv=None) -> dict:
     normalise = Normalise(*mean_std) if mean_std else Normalise()
     train, val = build_datasets(args, args.img_size or encoder.img_size)
     num_classes = len(train.classes)
+    if 'logreg' in args.protocol and len(args.lambd) > 1:
+        check_cv_folds(np.array([label for _, label in train.samples]), args.cv_folds)
     torch.manual_seed(args.seed)
 
     def features(feature):
@@ -150,7 +154,7 @@ def main(argv=None) -> dict:
         (train_f, train_y), (val_f, val_y) = train_val = features(feature_of(args, protocol))
         if protocol == 'logreg':
             result = logistic_regression_eval(train_f, train_y, val_f, val_y, num_classes, args.lambd,
-                                              args.cv_folds, args.seed, args.max_iter)
+                                              args.cv_folds, args.seed, args.max_iter, args.device)
         elif protocol == 'knn':
             scores = knn_predict(train_f, train_y, val_f, num_classes, args.knn_k, args.knn_temperature)
             result = clipped_topk_accuracy(scores, val_y)
