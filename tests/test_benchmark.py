@@ -71,3 +71,28 @@ def test_supervised_flops_match_flop_counter():
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         vit(torch.randn(2, 3, 32, 32)).sum().backward()
     assert counter.get_total_flops() == flops.vit_supervised_step_flops(arch, 32, 8, 2, num_classes=10)['total']
+
+
+@pytest.mark.parametrize('drop_prob', [0.3, 1.0])
+def test_drop_path_skipping_matches_timm(drop_prob):
+    """Skipping the dropped samples' branches (CPU) gives timm DropPath's output and gradients."""
+    from timm.layers import DropPath
+    from extrema.models.vit import Block
+    torch.manual_seed(0)
+    block = Block(32, 2, drop_path=drop_prob).train()
+    x = torch.randn(12, 5, 32, requires_grad=True)
+    grad = torch.randn(12, 5, 32)
+    torch.manual_seed(1)
+    block(x).backward(grad)
+    ours = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad()
+    drop = DropPath(drop_prob)
+    torch.manual_seed(1)
+    y = x + drop(block.attn(block.norm1(x)))
+    out = y + drop(block.mlp(block.norm2(y)))
+    out.backward(grad)
+    torch.manual_seed(1)
+    assert torch.allclose(block(x), out, atol=1e-6)
+    for a, b in zip(ours, [x.grad] + [p.grad for p in block.parameters()]):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -160,5 +160,4 @@ class ExtreMA(BaseModel):
         """teacher <- m * teacher + (1 - m) * student, over trunk, instance blocks and projector."""
         teacher = list(self.teacher.parameters())
         student = [p.detach() for p in self.student.parameters()]
-        torch._foreach_mul_(teacher, momentum)
-        torch._foreach_add_(teacher, student, alpha=1 - momentum)
+        torch._foreach_lerp_(teacher, student, 1 - momentum)  # one pass over the teacher

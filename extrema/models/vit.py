@@ -8,7 +8,7 @@ match the official checkpoints (``patch_embed.proj``, ``blocks.i.attn.qkv``,
 
 Shapes: B images, N = gh*gw patch tokens, L visible tokens per view, K views.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from functools import partial
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp, PatchEmbed, to_2tuple
+from timm.layers import Mlp, PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
 
 ARCH_SETTINGS = {
@@ -144,6 +144,29 @@ class Attention(nn.Module):
         return logits.softmax(dim=-1)
 
 
+def residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
+             training: bool) -> torch.Tensor:
+    """x + DropPath(branch(x)), with timm DropPath's per-sample mask and random draws.
+
+    On CPU the branch runs only on the samples it keeps (a dropped sample's
+    branch would be multiplied by zero), which gives the same output. On GPU or
+    under torch.compile the data-dependent row count would cost a sync, so
+    every sample runs there.
+    """
+    if not training or drop_prob == 0.:
+        return x + branch(x)
+    keep_prob = 1 - drop_prob
+    scale = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+    if keep_prob > 0:
+        scale.div_(keep_prob)
+    if x.device.type != 'cpu' or torch.compiler.is_compiling():
+        return torch.addcmul(x, branch(x), scale)
+    kept = scale.view(-1).nonzero().view(-1)
+    if len(kept) in (0, len(x)):  # none kept: still run it, so every parameter gets a gradient
+        return torch.addcmul(x, branch(x), scale)
+    return x.index_add(0, kept, branch(x.index_select(0, kept)) * scale.index_select(0, kept))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block without LayerScale."""
 
@@ -153,13 +176,13 @@ class Block(nn.Module):
         super().__init__()
         self.norm1 = norm_layer(dim)
         self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, window_size=window_size)
-        self.drop_path = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.drop_prob = drop_path
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = residual(x, lambda t: self.attn(self.norm1(t)), self.drop_prob, self.training)
+        return residual(x, lambda t: self.mlp(self.norm2(t)), self.drop_prob, self.training)
 
 
 def build_mlp(num_layers: int, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
