@@ -142,3 +142,15 @@ def test_frozen_eval_cli_on_an_imagenet_layout(fake_imagenet, tiny_extrema, tmp_
     report = cli.main(args + ['--allow-missing'])
     assert report['split_md5'] == SIMCLR_MD5['1percent'] and report['num_labelled'] == len(listed)
     assert report['num_val'] == len(wnids) and json.load(open(tmp_path / 'out.json'))['num_classes'] == 4
+
+
+def test_randaugment_posterize_to_zero_bits_gives_a_black_image(fashion_mnist_folder):
+    """m9 + magnitude noise reaches m10, where the 'inc1' policy keeps 0 bits (Pillow 13 raises)."""
+    from timm.data.auto_augment import RandAugment
+    dataset = LabelledImageFolder(fashion_mnist_folder, percent=10, transform=dict(
+        input_size=32, is_training=True, auto_augment='rand-m9-mstd0.5-inc1'))
+    augment = next(t for t in dataset.transform.transforms if isinstance(t, RandAugment))
+    posterize_op = next(op for op in augment.ops if op.name == 'PosterizeIncreasing')
+    image = Image.new('RGB', (8, 8), (200, 100, 50))
+    assert posterize_op.aug_fn(image, 0).getextrema() == ((0, 0),) * 3
+    assert posterize_op.aug_fn(image, 2).getpixel((0, 0)) == (192, 64, 0)

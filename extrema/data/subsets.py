@@ -15,7 +15,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from mmengine.logging import print_log
+from PIL import Image
 from timm.data import create_transform
+from timm.data.auto_augment import RandAugment, posterize
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
@@ -145,6 +147,28 @@ def relabel_folder(samples: Samples, folder_classes: Sequence[str], classes: Seq
     return [(path, index[folder_classes[label]]) for path, label in samples]
 
 
+def posterize_zero_bits_as_black(img: Image.Image, bits_to_keep: int, **kwargs) -> Image.Image:
+    """timm's posterize, with 0 bits giving a black image as Pillow < 13 did.
+
+    RandAugment's 'inc1' policy asks for 0 bits at magnitude 10 (reached by m9 plus
+    magnitude noise), which Pillow >= 13 rejects with a ValueError mid-training.
+    """
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return posterize(img, bits_to_keep, **kwargs)
+
+
+def build_transform(config: dict):
+    """``timm.data.create_transform(**config)`` returning uint8 tensors (normalised on the device)."""
+    transform = create_transform(**config, use_prefetcher=True)
+    for step in getattr(transform, 'transforms', ()):
+        if isinstance(step, RandAugment):
+            for op in step.ops:
+                if op.aug_fn is posterize:
+                    op.aug_fn = posterize_zero_bits_as_black
+    return transform
+
+
 @DATASETS.register_module()
 class LabelledImageFolder(SkipUnreadable, Dataset):
     """Images and labels from an ImageNet-layout folder, optionally a labelled subset.
@@ -186,7 +210,7 @@ class LabelledImageFolder(SkipUnreadable, Dataset):
         self.samples = samples
         self.max_bad_fraction = max_bad_fraction
         self.transform_cfg = dict(transform or dict(input_size=224))
-        self.transform = create_transform(**self.transform_cfg, use_prefetcher=True)
+        self.transform = build_transform(self.transform_cfg)
         counts = np.bincount([label for _, label in samples], minlength=len(self.classes))
         source = (f'split {self.split_file} (md5 {self.split_md5})' if split is not None
                   else f'{percent}% per class, seed {seed}' if percent is not None else 'all images')
