@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_TEXT = """raise RuntimeError('a checkpoint config must never be executed')
 model = dict(
     arch=dict(depth=2, embed_dim=64, num_heads=2),
-    data_preprocessor=dict(mean=(100.0, 110.0, 120.0), std=(50.0, 55.0, 60.0), type='TwoViewDataPreprocessor'))
+    data_preprocessor=dict(
+        mean=(100.0, 110.0, 120.0), std=(50.0, 55.0, 60.0), type='TwoViewDataPreprocessor'))
 """
 OFFICIAL_PREFIX = {'student': 'module.base_encoder', 'teacher': 'module.momentum_encoder',
                    'predictor': 'module.predictor'}
@@ -222,7 +223,8 @@ def test_bad_image_fails_before_the_model_loads(tool, tmp_path):
 def test_instance_analyses_refuse_a_segmentation_backbone(checkpoints, photo, tmp_path):
     out = str(tmp_path / 'locality.png')
     with pytest.raises(ValueError, match='class-attention blocks .*mmseg checkpoint does not have'):
-        load_tool('locality_probe').main(['--checkpoint', checkpoints['mmseg'], '--image', photo, '--out', out])
+        load_tool('locality_probe').main(['--checkpoint', checkpoints['mmseg'], '--image', photo,
+                                          '--out', out])
     assert not os.path.exists(out)
 
 

@@ -9,5 +9,6 @@ from .loading import LoadedEncoder, load_encoder, require_instance_branch
 from .locality import locality_probe, plot_locality, sample_boxes
 
 __all__ = ['LoadedEncoder', 'attention_maps', 'class_attention_map', 'feature_inversion',
-           'invert_visible_features', 'load_encoder', 'load_image', 'locality_probe', 'plot_attention_maps',
-           'plot_inversions', 'plot_locality', 'require_instance_branch', 'sample_boxes', 'self_attention_maps']
+           'invert_visible_features', 'load_encoder', 'load_image', 'locality_probe',
+           'plot_attention_maps', 'plot_inversions', 'plot_locality', 'require_instance_branch',
+           'sample_boxes', 'self_attention_maps']

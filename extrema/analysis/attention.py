@@ -67,7 +67,8 @@ def attention_maps(loaded: LoadedEncoder, image: Image.Image, img_size: Optional
                          'self-attention blocks (use -1 for the last).')
     queries = list(queries) if queries is not None else spread_queries(grid, num_queries)
     if not queries or not all(0 <= q < grid[0] * grid[1] for q in queries):
-        raise ValueError(f'Query patches must be 1 or more indices in [0, {grid[0] * grid[1]}), got {queries}.')
+        raise ValueError(f'Query patches must be 1 or more row-major indices in [0, {grid[0] * grid[1]}), '
+                         f'got {queries}.')
     pixels = square_input(image, img_size)
     inputs = loaded.normalize(pixels)
     attention = self_attention_maps(encoder, inputs, block)[0].cpu()
@@ -92,5 +93,6 @@ def plot_attention_maps(maps: AttentionMaps, title: str = '') -> PanelFigure:
         p = maps.patch_size
         draw_box(ax, (col * p, row * p, (col + 1) * p, (row + 1) * p), color='cyan', linewidth=1.5)
     if maps.class_attention is not None:
-        show_heatmap(figure.image_axes(0, panels - 1, 'instance token CA'), image, maps.class_attention.numpy())
+        ax = figure.image_axes(0, panels - 1, 'instance token class attention')
+        show_heatmap(ax, image, maps.class_attention.numpy())
     return figure

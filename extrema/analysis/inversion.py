@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter
 from mmengine.logging import print_log
 from PIL import Image
 
@@ -122,6 +123,7 @@ def plot_inversions(pixels: torch.Tensor, inversions: Sequence[Inversion], mean:
                    to_display(inversion.reconstruction))
         curves.plot(inversion.losses, label=f'{inversion.mask_ratio:.0%}', linewidth=1.2)
     curves.set_yscale('log')
+    curves.yaxis.set_minor_formatter(NullFormatter())
     curves.set_xlabel('step', fontsize=7, labelpad=1)
     curves.legend(fontsize=7, frameon=False)
     return figure

@@ -6,7 +6,7 @@ checkpoints (``backbone.*`` keys) may hold only the self-attention trunk.
 """
 import ast
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from mmengine.config import ConfigDict
@@ -14,7 +14,7 @@ from mmengine.config import ConfigDict
 from ..checkpoint import (detect_format, encoder_state_dict, infer_encoder_config, load_file,
                           report_load, state_dict_of)
 from ..models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD
-from ..models.vit import ExtreMAEncoder, ViTTrunk
+from ..models.vit import ExtreMAEncoder, ViTTrunk, resolve_arch
 
 MMSEG_PREFIX = 'backbone.'
 
@@ -53,9 +53,9 @@ def require_instance_branch(loaded: LoadedEncoder, analysis: str) -> ExtreMAEnco
     if not loaded.has_instance_branch:
         raise ValueError(
             f'{analysis} needs the instance branch (class-attention blocks blocks_token.*), which this '
-            f'{loaded.checkpoint_format} checkpoint does not have; segmentation backbones and trunk-only conversions '
-            'drop it. Use an ExtreMA pretraining checkpoint (ours or official), or a backbone converted '
-            'with its class-attention blocks.')
+            f'{loaded.checkpoint_format} checkpoint does not have; segmentation backbones and trunk-only '
+            'conversions drop it. Use an ExtreMA pretraining checkpoint (ours or official), or a backbone '
+            'converted with its class-attention blocks.')
     return loaded.encoder
 
 
@@ -115,27 +115,25 @@ def load_encoder(path: str, branch: str = 'teacher', num_heads: Optional[int] = 
     fmt = detect_format(checkpoint)
     state = encoder_state_dict(checkpoint, branch)
     config = infer_encoder_config(state)
-    stored = checkpoint.get('meta', {}).get('extrema_config') or {}
-    if 'arch' in stored:
-        config['arch'] = dict(stored['arch']) if isinstance(stored['arch'], dict) else stored['arch']
+    stored_arch = (checkpoint.get('meta', {}).get('extrema_config') or {}).get('arch')
     rel_pos_table = state.get('blocks.0.attn.relative_position_bias_table')
-    if rel_pos_table is not None and 'arch' not in stored:
-        num_heads = num_heads or rel_pos_table.shape[1]
+    arch = resolve_arch(stored_arch) if stored_arch is not None else dict(config['arch'])
+    if stored_arch is None and rel_pos_table is not None:
+        arch['num_heads'] = rel_pos_table.shape[1]  # one bias column per head
     if num_heads is not None:
-        config['arch'] = dict(config['arch'], num_heads=num_heads)
-    kwargs = dict(arch=config['arch'], img_size=config['img_size'], patch_size=config['patch_size'],
+        arch['num_heads'] = num_heads
+    kwargs = dict(arch=arch, img_size=config['img_size'], patch_size=config['patch_size'],
                   in_chans=config['in_chans'], mlp_ratio=config['mlp_ratio'],
                   qkv_bias='blocks.0.attn.qkv.bias' in state)
-    head_keys = [k for k in state if k.startswith('head.')]
+    dropped = {k for k in state if k.startswith('head.')}
     if config['num_class_attn_blocks']:
         # The projector is not analysed: an empty head makes ``projection`` = ``instance``.
         encoder = ExtreMAEncoder(num_class_attn_blocks=config['num_class_attn_blocks'], proj_layers=0,
                                  **kwargs)
-        dropped = head_keys
     else:
         encoder = ViTTrunk(use_rel_pos_bias=rel_pos_table is not None, **kwargs)
-        dropped = head_keys + [k for k in state if k.startswith(('cls_token', 'norm.'))]
-    weights: Dict[str, torch.Tensor] = {k: v for k, v in state.items() if k not in set(dropped)}
+        dropped |= {k for k in state if k.startswith(('cls_token', 'norm.'))}
+    weights = {k: v for k, v in state.items() if k not in dropped}
     report_load(encoder, weights, strict=False, name=f'{branch} encoder', ignored=dropped)
     mean, std = pixel_normalization(checkpoint)
     return LoadedEncoder(encoder.to(device).eval(), mean, std, 'mmseg' if is_mmseg else fmt, branch)

@@ -44,9 +44,9 @@ def instance_features(loaded: LoadedEncoder, image: Image.Image, boxes: torch.Te
                       batch_size: int = 32) -> torch.Tensor:
     """Instance features (B, C) of the ``boxes`` crops, each resized to ``img_size``."""
     encoder = require_instance_branch(loaded, 'Instance features')
-    features = [encoder.forward_features(loaded.normalize(crops_input(image, chunk.tolist(), img_size)))['instance']
+    features = [encoder.forward_features(loaded.normalize(crops_input(image, chunk.tolist(), img_size)))
                 for chunk in boxes.split(batch_size)]
-    return torch.cat(features).cpu()
+    return torch.cat([f['instance'] for f in features]).cpu()
 
 
 @dataclass
@@ -81,7 +81,8 @@ def locality_probe(loaded: LoadedEncoder, image: Image.Image, img_size: Optional
     check_input_size(loaded.encoder, img_size)
     x0, y0, x1, y1 = query_box
     if not 0 <= x0 < x1 <= 1 or not 0 <= y0 < y1 <= 1:
-        raise ValueError(f'query_box must be fractions 0 <= x0 < x1 <= 1, 0 <= y0 < y1 <= 1; got {query_box}.')
+        raise ValueError(f'query_box must be fractions 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1; '
+                         f'got {query_box}.')
     if num_crops < 3:
         raise ValueError(f'num_crops must be >= 3 for a rank correlation, got {num_crops}.')
     width, height = image.size
@@ -90,8 +91,12 @@ def locality_probe(loaded: LoadedEncoder, image: Image.Image, img_size: Optional
     features = instance_features(loaded, image, torch.cat([query[None], boxes]), img_size)
     similarity = F.cosine_similarity(features[1:], features[:1], dim=1)
     iou = box_iou(query[None], boxes)[0]
+    if iou.unique().numel() == 1:
+        raise ValueError(f'Every gallery crop has IoU {iou[0]:.2f} with the query, so there is nothing '
+                         'to rank; use a larger query box or more crops.')
     correlation, p_value = spearmanr(similarity.numpy(), iou.numpy())
-    return LocalityProbe(to_tensor(image), img_size, query, boxes, similarity, iou, float(correlation), float(p_value))
+    return LocalityProbe(to_tensor(image), img_size, query, boxes, similarity, iou, float(correlation),
+                         float(p_value))
 
 
 def plot_locality(probe: LocalityProbe, top: int = 5, title: str = '') -> PanelFigure:
@@ -112,8 +117,8 @@ def plot_locality(probe: LocalityProbe, top: int = 5, title: str = '') -> PanelF
                     color=[TOP_COLORS[r] for r in range(top)])
     scatter.set_xlabel('IoU with query', fontsize=7, labelpad=1)
     scatter.set_ylabel('cosine similarity', fontsize=7, labelpad=1)
-    crops = crops_input(Image.fromarray(image), torch.cat([probe.query_box[None], probe.boxes[ranking]]).tolist(),
-                        probe.img_size)
+    shown = torch.cat([probe.query_box[None], probe.boxes[ranking]])
+    crops = crops_input(Image.fromarray(image), shown.tolist(), probe.img_size)
     show_image(figure.image_axes(0, 2, 'query crop'), to_display(crops[0]))
     for rank, index in enumerate(ranking):
         show_image(figure.image_axes(0, 3 + rank, f'#{rank + 1}: sim {probe.similarity[index]:.3f}, '

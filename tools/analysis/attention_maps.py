@@ -20,7 +20,8 @@ from extrema.analysis.cli import analysis_parser, load_inputs  # noqa: E402
 
 def parse_args(argv=None):
     parser = analysis_parser(__doc__)
-    parser.add_argument('--queries', type=int, default=3, help='number of query patches (spread over the image)')
+    parser.add_argument('--queries', type=int, default=3,
+                        help='number of query patches (the centre, then a ring around it)')
     parser.add_argument('--query-patches', type=int, nargs='+', default=None, metavar='INDEX',
                         help='explicit query patches, row-major indices (overrides --queries)')
     parser.add_argument('--block', type=int, default=-1, help='self-attention block, 0-based (-1: last)')

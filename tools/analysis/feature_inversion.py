@@ -50,11 +50,11 @@ def main(argv=None):
                   logger='current')
     title = f'{osp.basename(args.image)}, {pixels.shape[-1]} px'
     path = plot_inversions(pixels, inversions, loaded.mean, loaded.encoder.patch_size, title).save(args.out)
-    write_json(dict(checkpoint=args.checkpoint, image=args.image, img_size=pixels.shape[-1], steps=args.steps,
-                    lr=args.lr, tv_weight=args.tv_weight, seconds=round(seconds, 2),
+    write_json(dict(checkpoint=args.checkpoint, image=args.image, img_size=pixels.shape[-1],
+                    steps=args.steps, lr=args.lr, tv_weight=args.tv_weight, seconds=round(seconds, 2),
                     inversions=[dict(mask_ratio=i.mask_ratio, visible_patches=i.visible.tolist(),
-                                     visible_psnr_db=round(i.visible_psnr, 3), relative_feature_error=i.losses)
-                                for i in inversions]), args.out)
+                                     visible_psnr_db=round(i.visible_psnr, 3),
+                                     relative_feature_error=i.losses) for i in inversions]), args.out)
     print_log(f'Inverted {len(inversions)} mask ratios x {args.steps} steps in {seconds:.1f} s; '
               f'figure {path}', logger='current')
     return pixels, inversions
