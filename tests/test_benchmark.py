@@ -96,3 +96,12 @@ def test_drop_path_skipping_matches_timm(drop_prob):
     assert torch.allclose(block(x), out, atol=1e-6)
     for a, b in zip(ours, [x.grad] + [p.grad for p in block.parameters()]):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_training_config_uses_fused_adamw():
+    from extrema.engine.launch import setup_config
+    cfg = setup_config(os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py'))
+    assert cfg.optim_wrapper.optimizer.fused is True
+    cfg = setup_config(os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py'),
+                       cfg_options={'optim_wrapper.optimizer.foreach': True})
+    assert 'fused' not in cfg.optim_wrapper.optimizer

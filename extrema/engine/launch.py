@@ -91,6 +91,7 @@ def setup_config(config: str, work_dir: Optional[str] = None, amp: bool = False,
         checkpoint_hook['backend_args'] = dict(backend='atomic_local')
     if amp:
         _enable_amp(cfg, amp_dtype)
+    use_fused_adam(cfg)
     if not torch.cuda.is_available():
         replace_sync_bn(cfg._cfg_dict)
         if launcher != 'none':
@@ -104,6 +105,14 @@ def setup_config(config: str, work_dir: Optional[str] = None, amp: bool = False,
             cfg.resume = True
             cfg.load_from = checkpoint
     return cfg
+
+
+def use_fused_adam(cfg: Config) -> None:
+    """Adam/AdamW without an explicit implementation -> torch's fused kernel (CPU and CUDA):
+    one pass over each parameter instead of one per arithmetic op."""
+    optimizer = cfg.get('optim_wrapper', {}).get('optimizer')
+    if optimizer and optimizer.get('type') in ('Adam', 'AdamW') and not {'fused', 'foreach'} & set(optimizer):
+        optimizer['fused'] = True
 
 
 def _enable_amp(cfg: Config, amp_dtype: Optional[str]) -> None:
