@@ -9,11 +9,13 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 crop_size = (512, 512)
+# test_cfg pads test images to the crop: the relative position bias needs full 512 windows.
+# (A top-level data_preprocessor, so that the TTA model, which replaces the segmentor's, gets it too.)
+data_preprocessor = dict(size=crop_size, test_cfg=dict(size=crop_size))
 model = dict(
     # The official release (80% x 5 masks, colour aug, IN-1k 300 ep), or --cfg-options model.pretrained=PATH.
     pretrained='checkpoints/extrema_mask08x5_color_1k_300ep.pth',
-    # test_cfg pads test images to the crop: the relative position bias needs full 512 windows.
-    data_preprocessor=dict(size=crop_size, test_cfg=dict(size=crop_size)),
+    data_preprocessor=data_preprocessor,
 )
 optim_wrapper = dict(optimizer=dict(lr=1e-4), paramwise_cfg=dict(num_layers=12, decay_rate=0.65))
 train_dataloader = dict(batch_size=2)

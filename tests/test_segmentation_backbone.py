@@ -214,15 +214,13 @@ def test_full_size_s_and_l_configs_build_and_run(config, width, depth):
     assert result.seg_logits.data.shape == (150, crop, crop)
 
 
-def test_b_config_fails_clearly_without_checkpoint(tmp_path):
-    missing = str(tmp_path / 'not_downloaded.pth')
+def test_configs_without_a_released_checkpoint_fail_clearly(tmp_path):
     cfg = setup_config(osp.join(CONFIGS, 'upernet_extrema-s_8xb2-160k_ade20k-512x512.py'))
     assert cfg.model.pretrained is None
     with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MMSEG_MODELS.build(cfg.model)
-        with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
-            model.backbone.init_weights()
-        cfg.model.pretrained = missing
-        model = MMSEG_MODELS.build(cfg.model)
-        with pytest.raises(FileNotFoundError, match='not_downloaded.pth'):
-            model.init_weights()
+        backbone = MMSEG_MODELS.build(cfg.model).backbone
+    with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
+        backbone.init_weights()
+    backbone.init_cfg['checkpoint'] = str(tmp_path / 'not_downloaded.pth')
+    with pytest.raises(FileNotFoundError, match='not_downloaded.pth'):
+        backbone.init_weights()

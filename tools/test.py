@@ -22,6 +22,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', help='also save the predicted label maps (PNG) to this folder')
     parser.add_argument('--show', action='store_true', help='show predictions in a window')
     parser.add_argument('--show-dir', help='save prediction overlays to this folder')
+    parser.add_argument('--show-interval', type=int, default=1, help='show or save every N-th image')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds between shown images')
     parser.add_argument('--tta', action='store_true', help='multi-scale + flip test-time augmentation')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -45,6 +46,7 @@ def setup_test_config(args):
             raise KeyError('--show/--show-dir need default_hooks.visualization=dict(type='
                            "'SegVisualizationHook') in the config.")
         hook.draw = True
+        hook.interval = args.show_interval
         if args.show:
             hook.show = True
             hook.wait_time = args.wait_time

@@ -1,6 +1,6 @@
 """Fashion-ADE: a small real segmentation set in ADE20K layout, built from Fashion-MNIST.
 
-Each scene is a smooth random colour field with 2-5 tinted Fashion-MNIST items
+Each scene is a smooth random colour field with 2-4 tinted Fashion-MNIST items
 pasted on it (later items occlude earlier ones). Label PNG values:
 
 * 0: ignore (the anti-aliased rim of each item, where the class is ambiguous);
@@ -27,6 +27,7 @@ SEG_CLASSES = ('background',) + CLASSES
 PALETTE = [[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
            [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]]
 IGNORE_VALUE, BACKGROUND_VALUE, FIRST_ITEM_VALUE = 0, 1, 2
+MIN_ITEM, MAX_ITEM = 20, 44  # item side in pixels (Fashion-MNIST items are 28)
 SPLITS = (('training', 'train'), ('validation', 'test'))  # (ADE20K folder, Fashion-MNIST split)
 
 
@@ -51,7 +52,7 @@ def compose_scene(rng: np.random.Generator, items: np.ndarray, classes: np.ndarr
     image = _background(rng, height, width)
     label = np.full((height, width), BACKGROUND_VALUE, np.uint8)
     for item, cls in zip(items, classes):
-        size = int(rng.integers(24, min(height, width, 56) + 1))
+        size = int(rng.integers(MIN_ITEM, min(height, width, MAX_ITEM) + 1))
         top = int(rng.integers(0, height - size + 1))
         left = int(rng.integers(0, width - size + 1))
         brightness, alpha = _item_layers(item, size)
@@ -65,15 +66,15 @@ def compose_scene(rng: np.random.Generator, items: np.ndarray, classes: np.ndarr
     return np.round(image).astype(np.uint8), label
 
 
-def generate_fashion_ade(out_dir: str, train_images: int = 1000, val_images: int = 200,
-                         min_side: int = 96, max_side: int = 128, seed: int = 0) -> Dict[str, int]:
+def generate_fashion_ade(out_dir: str, train_images: int = 1000, val_images: int = 100,
+                         min_side: int = 64, max_side: int = 96, seed: int = 0) -> Dict[str, int]:
     """Write ``out_dir/images/{training,validation}/*.jpg`` and ``annotations/.../*.png``.
 
     Scene sides are drawn from [min_side, max_side]. A split already generated
     with the same arguments is kept. Returns the number of scenes per split.
     """
-    if min_side < 56 or max_side < min_side:
-        raise ValueError(f'Need 56 <= min_side <= max_side, got {min_side}, {max_side}.')
+    if min_side < MAX_ITEM or max_side < min_side:
+        raise ValueError(f'Need {MAX_ITEM} <= min_side <= max_side, got {min_side}, {max_side}.')
     rng = np.random.default_rng(seed)
     counts = {}
     for (folder, source), count in zip(SPLITS, (train_images, val_images)):
@@ -89,7 +90,7 @@ def generate_fashion_ade(out_dir: str, train_images: int = 1000, val_images: int
         items, classes = load_fashion_mnist(source)
         for index in range(count):
             height, width = rng.integers(min_side, max_side + 1, 2)
-            picks = rng.integers(0, len(items), int(rng.integers(2, 6)))
+            picks = rng.integers(0, len(items), int(rng.integers(2, 5)))
             image, label = compose_scene(rng, items[picks], classes[picks], int(height), int(width))
             name = f'fashion_ade_{folder}_{index:05d}'
             Image.fromarray(image).save(osp.join(image_dir, f'{name}.jpg'), quality=95)

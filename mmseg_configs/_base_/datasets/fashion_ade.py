@@ -3,8 +3,8 @@
 #   python tools/prepare_fashion_ade.py --out data/fashion_ade
 dataset_type = 'FashionADEDataset'
 data_root = 'data/fashion_ade'
-crop_size = (64, 64)
-scale = (256, 96)  # short side 96 (scenes are 96-128 px)
+crop_size = (48, 48)
+scale = (192, 64)  # short side 64 (scenes are 64-96 px)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
