@@ -100,17 +100,23 @@ def build_datasets(args, img_size: int):
     return train, val
 
 
-def run_linear_probe(args, encoder, normalise, train, num_classes, features):
-    """Official probe; ``features`` = cached centre-crop (train, val) features."""
-    (train_f, train_y), (val_f, val_y) = features
+def run_linear_probe(args, encoder, normalise, train, val, feature, embed_once):
+    """Official probe, evaluated on the cached validation features.
+
+    ``embed_once(dataset, feature)`` gives cached centre-crop features; with ``--linear-aug crop``
+    the training images are re-cropped and embedded every epoch instead.
+    """
+    val_f, val_y = embed_once(val, feature)
     batch_size = min(args.linear_batch_size, len(train))
     iters_per_epoch = len(train) // batch_size
     lr = args.linear_lr * batch_size / 256
     if args.linear_aug == 'none':
+        train_f, train_y = embed_once(train, feature)
+
         def epoch_batches(epoch):
             order = torch.randperm(len(train_f), generator=torch.Generator().manual_seed(epoch))
-            for start in range(0, iters_per_epoch * batch_size, batch_size):
-                index = order[start:start + batch_size]
+            for begin in range(0, iters_per_epoch * batch_size, batch_size):
+                index = order[begin:begin + batch_size]
                 yield train_f[index], train_y[index]
     else:
         augmented = labelled_subset(args, dict(input_size=train.transform_cfg['input_size'], is_training=True,
@@ -120,8 +126,8 @@ def run_linear_probe(args, encoder, normalise, train, num_classes, features):
         def epoch_batches(epoch):
             for images, labels in image_label_batches(augmented, batch_size, args.workers, shuffle=True,
                                                       drop_last=True):
-                yield encoder.embed(normalise(images.to(encoder.device)), feature_of(args, 'linear')), labels
-    head = train_linear_probe(epoch_batches, iters_per_epoch, train_f.shape[1], num_classes,
+                yield encoder.embed(normalise(images.to(encoder.device)), feature), labels
+    head = train_linear_probe(epoch_batches, iters_per_epoch, val_f.shape[1], len(train.classes),
                               args.linear_epochs, args.linear_warmup_epochs, lr, device=encoder.device)
     return dict(evaluate_linear_probe(head, val_f, val_y), lr=lr, batch_size=batch_size)
 
@@ -144,23 +150,25 @@ def main(argv=None) -> dict:
         check_cv_folds(np.array([label for _, label in train.samples]), args.cv_folds)
     torch.manual_seed(args.seed)
 
-    def features(feature):
-        return [cached_features(encoder, dataset, feature, normalise, args.cache_dir or None,
-                                args.batch_size, args.workers) for dataset in (train, val)]
+    def embed_once(dataset, feature):
+        return cached_features(encoder, dataset, feature, normalise, args.cache_dir or None, args.batch_size,
+                               args.workers)
 
     results = {}
     for protocol in args.protocol:
         start = time.time()
-        (train_f, train_y), (val_f, val_y) = train_val = features(feature_of(args, protocol))
-        if protocol == 'logreg':
-            result = logistic_regression_eval(train_f, train_y, val_f, val_y, num_classes, args.lambd,
-                                              args.cv_folds, args.seed, args.max_iter, args.device)
-        elif protocol == 'knn':
-            scores = knn_predict(train_f, train_y, val_f, num_classes, args.knn_k, args.knn_temperature)
-            result = clipped_topk_accuracy(scores, val_y)
+        feature = feature_of(args, protocol)
+        if protocol == 'linear':
+            result = run_linear_probe(args, encoder, normalise, train, val, feature, embed_once)
         else:
-            result = run_linear_probe(args, encoder, normalise, train, num_classes, train_val)
-        result.update(feature=feature_of(args, protocol), seconds=round(time.time() - start, 1))
+            (train_f, train_y), (val_f, val_y) = embed_once(train, feature), embed_once(val, feature)
+            if protocol == 'logreg':
+                result = logistic_regression_eval(train_f, train_y, val_f, val_y, num_classes, args.lambd,
+                                                  args.cv_folds, args.seed, args.max_iter, args.device)
+            else:
+                scores = knn_predict(train_f, train_y, val_f, num_classes, args.knn_k, args.knn_temperature)
+                result = clipped_topk_accuracy(scores, val_y)
+        result.update(feature=feature, seconds=round(time.time() - start, 1))
         results[protocol] = result
         print(f'{protocol:7s} top1 {result["top1"]:6.2f}  top5 {result["top5"]:6.2f}  '
               f'({result["seconds"]} s, feature {result["feature"]})')

@@ -135,13 +135,15 @@ def test_frozen_eval_cli_on_an_imagenet_layout(fake_imagenet, tiny_extrema, tmp_
         'frozen_eval', os.path.join(os.path.dirname(SPLITS_DIR), 'frozen_eval.py'))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    args = ['--checkpoint', checkpoint, '--data-root', root, '--split', '1percent', '--protocol', 'knn',
-            '--workers', '0', '--cache-dir', '', '--out', str(tmp_path / 'out.json')]
+    args = ['--checkpoint', checkpoint, '--data-root', root, '--split', '1percent', '--protocol', 'knn', 'linear',
+            '--linear-aug', 'none', '--linear-epochs', '2', '--linear-warmup-epochs', '1', '--workers', '0',
+            '--cache-dir', '', '--out', str(tmp_path / 'out.json')]
     with pytest.raises(FileNotFoundError, match='--allow-missing'):
         cli.main(args)
     report = cli.main(args + ['--allow-missing'])
     assert report['split_md5'] == SIMCLR_MD5['1percent'] and report['num_labelled'] == len(listed)
     assert report['num_val'] == len(wnids) and json.load(open(tmp_path / 'out.json'))['num_classes'] == 4
+    assert report['results']['linear']['batch_size'] == len(listed)  # capped at the labelled-set size
 
 
 def test_randaugment_posterize_to_zero_bits_gives_a_black_image(fashion_mnist_folder):
