@@ -137,6 +137,10 @@ def cached_features(encoder: FrozenEncoder, dataset: Dataset, feature: str, norm
     """(features (N, C), labels (N,)) of ``dataset``, read from the cache when the weights, the
     feature, the images and the preprocessing are all the same as when it was written."""
     encoder.check_feature(feature)
+    if feature == 'instance':  # the final LN of the cached class-attention output: one forward for both
+        cls, labels = cached_features(encoder, dataset, 'cls', normalise, cache_dir, batch_size, workers)
+        with torch.no_grad():
+            return encoder.model.norm(cls.to(encoder.device)).cpu(), labels
     key_fields = dict(weights=encoder.identity, feature=feature, transform=dataset.transform_cfg,
                       mean=normalise.mean.flatten().tolist(), std=normalise.std.flatten().tolist(),
                       samples=hashlib.sha256(json.dumps(dataset.samples).encode()).hexdigest())
