@@ -157,7 +157,11 @@ def fmnist_finetune_cfg(tmp_path, data_root, checkpoint, **extra):
 def test_finetune_config_trains_and_validates(tiny_extrema, fashion_mnist_folder, tmp_path):
     path = str(tmp_path / 'ours.pth')
     torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config)), path)
-    runner = build_runner(fmnist_finetune_cfg(tmp_path, fashion_mnist_folder, path))
+    imagenet_recipe = {  # exercise the full-size regularisation on the Runner path
+        'model.data_preprocessor.mixup.prob': 1.0,
+        'model.data_preprocessor.random_erasing.probability': 0.25,
+        'train_dataloader.dataset.transform.auto_augment': 'rand-m9-mstd0.5-inc1'}
+    runner = build_runner(fmnist_finetune_cfg(tmp_path, fashion_mnist_folder, path, **imagenet_recipe))
     runner.train()
     scalars = runner.message_hub.log_scalars
     assert {'val/accuracy/top1', 'val/accuracy/top5'} <= scalars.keys()
