@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -105,3 +106,27 @@ def test_training_config_uses_fused_adamw():
     cfg = setup_config(os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py'),
                        cfg_options={'optim_wrapper.optimizer.foreach': True})
     assert 'fused' not in cfg.optim_wrapper.optimizer
+
+
+@pytest.mark.parametrize('gelu', [False, True])
+def test_onednn_linear_matches_f_linear(gelu):
+    """The CPU linear (oneDNN forward and input gradient, MKL weight gradient) is F.linear."""
+    from extrema.models.vit import linear
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 24).transpose(0, 1).requires_grad_()  # non-contiguous input
+    weight = torch.randn(40, 24, requires_grad=True)
+    bias = torch.randn(40, requires_grad=True)
+    grad = torch.randn(3, 7, 40).transpose(0, 1)
+    reference = F.linear(x, weight, bias)
+    reference = F.gelu(reference) if gelu else reference
+    reference.backward(grad)
+    expected = [t.grad.clone() for t in (x, weight, bias)]
+    for t in (x, weight, bias):
+        t.grad = None
+    out = linear(x, weight, bias, gelu=gelu)
+    out.backward(grad)
+    assert torch.allclose(out, reference, atol=1e-5)
+    for t, e in zip((x, weight, bias), expected):
+        assert torch.allclose(t.grad, e, atol=1e-4)
+    with torch.no_grad():
+        assert torch.allclose(linear(x, weight, bias, gelu=gelu), reference, atol=1e-5)
