@@ -130,3 +130,10 @@ def test_onednn_linear_matches_f_linear(gelu):
         assert torch.allclose(t.grad, e, atol=1e-4)
     with torch.no_grad():
         assert torch.allclose(linear(x, weight, bias, gelu=gelu), reference, atol=1e-5)
+
+
+def test_compile_flag_sets_mmengine_compile():
+    from extrema.engine.launch import setup_config
+    config = os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py')
+    assert setup_config(config, compile=True).compile is True
+    assert not setup_config(config).get('compile')

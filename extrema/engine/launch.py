@@ -77,7 +77,9 @@ def replace_sync_bn(node):
 
 def setup_config(config: str, work_dir: Optional[str] = None, amp: bool = False,
                  amp_dtype: Optional[str] = None, resume: bool = False, cfg_options: Optional[dict] = None,
-                 launcher: str = 'none') -> Config:
+                 launcher: str = 'none', compile: bool = False) -> Config:
+    """The config file with the command line applied. ``compile`` sets mmengine's
+    ``cfg.compile``: the runner wraps ``model.train_step`` in ``torch.compile``."""
     if not osp.isfile(config):
         raise FileNotFoundError(f'Config {config!r} does not exist.')
     cfg = Config.fromfile(config)
@@ -92,6 +94,8 @@ def setup_config(config: str, work_dir: Optional[str] = None, amp: bool = False,
     if amp:
         _enable_amp(cfg, amp_dtype)
     use_fused_adam(cfg)
+    if compile:
+        cfg.compile = True
     if not torch.cuda.is_available():
         replace_sync_bn(cfg._cfg_dict)
         if launcher != 'none':
