@@ -1,0 +1,396 @@
+"""The main job: the whole ExtreMA story on the embedded Fashion-MNIST data, on one CPU.
+
+    python tools/demo.py                 # default run, writes outputs/demo/report.md
+    python tools/demo.py --fresh         # redo every stage
+    python tools/demo.py --quick         # the smallest setting (seconds per stage), used by the tests
+
+Stages (each resumable: a finished stage is reused unless --fresh):
+    data          Fashion-MNIST folders (pretraining subset, full 60k/10k) and Fashion-ADE scenes
+    pretrain      ExtreMA tiny (pretrain/configs/extrema_vit-tiny-...) through tools/train.py's path
+    frozen        k-NN and logistic regression at 1% / 10% labels (semi_sup/frozen_eval.py)
+    finetune      end-to-end fine-tuning at 1% / 10% labels (semi_sup/configs/finetune_extrema-tiny_...)
+    segmentation  UperNet + ExtreMAViT on Fashion-ADE (mmseg_configs/upernet_extrema-tiny-...)
+    analysis      attention maps, feature inversion, locality probe (tools/analysis/)
+    report        report.md with the tables and pictures
+Every transfer runs twice: from the pretrained weights and from a random initialisation.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import os.path as osp
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import extrema  # noqa: E402,F401  (shims and registration)
+from mmengine.hooks import Hook  # noqa: E402
+
+from extrema.data.fashion_ade import generate_fashion_ade  # noqa: E402
+from extrema.data.fashion_mnist import export_image_folder  # noqa: E402
+from extrema.engine.launch import build_runner, setup_config  # noqa: E402
+
+PRETRAIN_CONFIG = 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py'
+FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
+                    10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
+SEG_CONFIG = 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py'
+STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'report')
+INITS = ('pretrained', 'random')
+FRACTIONS = (1, 10)
+
+SETTINGS = {
+    # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA.
+    'default': dict(pretrain_per_class=1000, val_per_class=200, full_per_class=None, full_val_per_class=None,
+                    pretrain_epochs=6, pretrain_batch=128, finetune_epochs={1: 30, 10: 4}, finetune_batch={},
+                    seg_iters=300, seg_train=600, seg_val=60,
+                    inversion_steps=60, locality_crops=48,
+                    seconds=dict(data=60, pretrain=330, frozen=90, finetune=240, segmentation=120,
+                                 analysis=40, report=5)),
+    'quick': dict(pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
+                  pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2}, finetune_batch={1: 4, 10: 20},
+                  seg_iters=4, seg_train=16, seg_val=4,
+                  inversion_steps=3, locality_crops=8,
+                  seconds=dict(data=5, pretrain=15, frozen=10, finetune=20, segmentation=15, analysis=10,
+                               report=1)),
+}
+
+
+def sparkline(values, width: int = 24) -> str:
+    if not values:
+        return ''
+    bars = '▁▂▃▄▅▆▇█'
+    step = max(1, len(values) // width)
+    points = [sum(values[i:i + step]) / len(values[i:i + step]) for i in range(0, len(values), step)][-width:]
+    low, high = min(points), max(points)
+    return ''.join(bars[int((v - low) / (high - low + 1e-12) * (len(bars) - 1))] for v in points)
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f'{seconds // 60:d}:{seconds % 60:02d}'
+
+
+class Progress:
+    """Stage headers and an overall ETA scaled by how fast the planned stages actually ran."""
+
+    def __init__(self, planned: dict):
+        self.planned = planned
+        self.start = time.time()
+        self.done_planned = 0.
+        self.stage = None
+
+    def eta(self, stage_fraction: float = 0.) -> float:
+        elapsed = time.time() - self.start
+        done = self.done_planned + stage_fraction * self.planned.get(self.stage, 0)
+        remaining = sum(self.planned.values()) - done
+        speed = elapsed / done if done > 0 else 1.
+        return remaining * speed
+
+    def begin(self, stage: str, index: int, reused: bool = False):
+        self.stage = stage
+        status = 'reused' if reused else 'running'
+        print(f'[{index}/{len(STAGES)}] {stage:<12} {status:<8} elapsed {clock(time.time() - self.start)}  '
+              f'ETA {clock(self.eta())}', flush=True)
+
+    def end(self, stage: str):
+        self.done_planned += self.planned.get(stage, 0)
+
+
+class ProgressHook(Hook):
+    """One line per logging window: iteration, the loss curve so far, the ETA."""
+
+    priority = 'LOW'
+
+    def __init__(self, progress: Progress, label: str, interval: int = 10):
+        self.progress, self.label, self.interval = progress, label, interval
+        self.losses, self.momenta = [], []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        hub = runner.message_hub
+        self.losses.append(float(hub.get_scalar('train/loss').current()))
+        if 'train/momentum' in hub.log_scalars:
+            self.momenta.append(float(hub.get_scalar('train/momentum').current()))
+        done = runner.iter + 1
+        if done % self.interval == 0 or done == runner.max_iters:
+            print(f'      {self.label:<22} iter {done:>4}/{runner.max_iters}  loss {sparkline(self.losses)} '
+                  f'{self.losses[-1]:.3f}  ETA {clock(self.progress.eta(done / runner.max_iters))}', flush=True)
+
+
+def run_config(config: str, work_dir: str, options: dict, progress: Progress, label: str) -> tuple:
+    """Train a config through tools/train.py's path; returns (runner, progress hook)."""
+    options = dict(options, log_level='WARNING')
+    cfg = setup_config(osp.join(ROOT, config), work_dir=work_dir, cfg_options=options)
+    runner = build_runner(cfg)
+    hook = ProgressHook(progress, label)
+    runner.register_hook(hook)
+    runner.train()
+    return runner, hook
+
+
+def scalar(runner, key: str) -> float:
+    return round(float(runner.message_hub.get_scalar(key).current()), 2)
+
+
+def cosine_schedule(warmup, total, by_epoch=True, eta_min=0.):
+    unit = dict(by_epoch=by_epoch, convert_to_iter_based=True) if by_epoch else dict(by_epoch=False)
+    return [dict(type='LinearLR', start_factor=1e-6, begin=0, end=warmup, **unit),
+            dict(type='CosineAnnealingLR', T_max=total - warmup, eta_min=eta_min, begin=warmup, end=total, **unit)]
+
+
+def load_tool(path: str):
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], osp.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Demo:
+    def __init__(self, out: str, data_dir: str, settings: dict, fresh: bool):
+        self.out, self.data_dir, self.s = out, data_dir, settings
+        self.state_file = osp.join(out, 'state.json')
+        self.state = {} if fresh or not osp.exists(self.state_file) else json.load(open(self.state_file))
+        self.progress = Progress(settings['seconds'])
+        self.pretrain_root = osp.join(data_dir, 'fashion_mnist')
+        self.full_root = osp.join(data_dir, 'fashion_mnist_full')
+        self.ade_root = osp.join(data_dir, 'fashion_ade')
+
+    def save(self):
+        os.makedirs(self.out, exist_ok=True)
+        with open(self.state_file + '.tmp', 'w') as f:
+            json.dump(self.state, f, indent=1)
+        os.replace(self.state_file + '.tmp', self.state_file)
+
+    def run(self, stages):
+        for index, stage in enumerate(STAGES, 1):
+            reused = stage in self.state and stage != 'report'
+            self.progress.begin(stage, index, reused)
+            if stage in stages and not reused:
+                self.state[stage] = getattr(self, f'stage_{stage}')()
+                self.save()
+            self.progress.end(stage)
+        print(f'Done in {clock(time.time() - self.progress.start)}: {osp.join(self.out, "report.md")}')
+
+    @property
+    def checkpoint(self) -> str:
+        return self.state['pretrain']['checkpoint']
+
+    def stage_data(self):
+        s = self.s
+        counts = export_image_folder(self.pretrain_root, 32, s['pretrain_per_class'], s['val_per_class'])
+        export_image_folder(self.full_root, 32, s['full_per_class'], s['full_val_per_class'])
+        generate_fashion_ade(self.ade_root, train_images=s['seg_train'], val_images=s['seg_val'])
+        return dict(pretrain_images=counts['train'])
+
+    def stage_pretrain(self):
+        epochs, work_dir = self.s['pretrain_epochs'], osp.join(self.out, 'pretrain')
+        runner, hook = run_config(PRETRAIN_CONFIG, work_dir, {
+            'train_dataloader.dataset.data_root': self.pretrain_root,
+            'train_dataloader.batch_size': self.s['pretrain_batch'],
+            'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(1, epochs),
+            'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining')
+        with open(osp.join(work_dir, 'history.json'), 'w') as f:
+            json.dump(dict(loss=hook.losses, momentum=hook.momenta), f)
+        return dict(checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'), iters=runner.max_iters,
+                    final_loss=round(hook.losses[-1], 4))
+
+    def stage_frozen(self):
+        frozen_eval = load_tool('semi_sup/frozen_eval.py')
+        results = {}
+        for percent in FRACTIONS:
+            for init in INITS:
+                out = osp.join(self.out, 'frozen', f'{init}_{percent}pct.json')
+                argv = ['--checkpoint', self.checkpoint, '--data-root', self.full_root, '--percent', str(percent),
+                        '--protocol', 'knn', 'logreg', '--lambd', '0.0025', '--out', out,
+                        '--cache-dir', osp.join(self.out, 'feature_cache')]
+                report = frozen_eval.main(argv + (['--random-init'] if init == 'random' else []))
+                for protocol, result in report['results'].items():
+                    results[f'{protocol}/{percent}/{init}'] = round(result['top1'], 2)
+                print(f'      frozen {percent:>2}% {init:<10} ' + '  '.join(
+                    f'{p} {r["top1"]:.2f}' for p, r in report['results'].items()), flush=True)
+        return results
+
+    def stage_finetune(self):
+        results = {}
+        for percent in FRACTIONS:
+            epochs = self.s['finetune_epochs'][percent]
+            batch = self.s['finetune_batch'].get(percent)
+            batch = {'train_dataloader.batch_size': batch} if batch else {}
+            for init in INITS:
+                work_dir = osp.join(self.out, 'finetune', f'{init}_{percent}pct')
+                runner, _ = run_config(FINETUNE_CONFIGS[percent], work_dir, dict(batch, **{
+                    'model.pretrained': self.checkpoint if init == 'pretrained' else None,
+                    'train_dataloader.dataset.data_root': self.full_root,
+                    'val_dataloader.dataset.data_root': self.full_root,
+                    'test_dataloader.dataset.data_root': self.full_root,
+                    'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
+                    'param_scheduler': cosine_schedule(max(1, epochs // 10), epochs, eta_min=1e-6),
+                    'default_hooks.checkpoint.interval': epochs}), self.progress, f'fine-tune {percent}% {init}')
+                results[f'finetune/{percent}/{init}'] = scalar(runner, 'val/accuracy/top1')
+        return results
+
+    def stage_segmentation(self):
+        iters, results = self.s['seg_iters'], {}
+        for init in INITS:
+            work_dir = osp.join(self.out, 'segmentation', init)
+            runner, _ = run_config(SEG_CONFIG, work_dir, {
+                'model.pretrained': self.checkpoint if init == 'pretrained' else None,
+                'train_dataloader.dataset.data_root': self.ade_root,
+                'val_dataloader.dataset.data_root': self.ade_root,
+                'test_dataloader.dataset.data_root': self.ade_root,
+                'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
+                'param_scheduler': cosine_schedule(max(1, iters // 10), iters, by_epoch=False),
+                'default_hooks.checkpoint.interval': iters}, self.progress, f'segmentation {init}')
+            results[init] = scalar(runner, 'val/mIoU')
+            results[f'overlay/{init}'] = segmentation_overlays(runner, osp.join(self.out, f'seg_overlay_{init}.png'))
+        return results
+
+    def stage_analysis(self):
+        from PIL import Image
+        class_dir = osp.join(self.pretrain_root, 'val', 'ankle-boot')
+        image = osp.join(class_dir, sorted(os.listdir(class_dir))[0])
+        upscaled = osp.join(self.out, 'analysis_input.png')
+        Image.open(image).convert('RGB').resize((128, 128), Image.NEAREST).save(upscaled)
+        common = ['--checkpoint', self.checkpoint, '--image', upscaled, '--img-size', '32']
+        pictures = {}
+        for name, extra in (('attention_maps', []),
+                            ('feature_inversion', ['--steps', str(self.s['inversion_steps']), '--log-every', '0']),
+                            ('locality_probe', ['--num-crops', str(self.s['locality_crops'])])):
+            out = osp.join(self.out, f'{name}.png')
+            load_tool(f'tools/analysis/{name}.py').main(common + extra + ['--out', out])
+            pictures[name] = osp.basename(out)
+        locality = osp.join(self.out, 'locality_probe.json')
+        if osp.exists(locality):
+            pictures['locality_spearman'] = json.load(open(locality))['spearman_similarity_vs_iou']
+        return pictures
+
+    def stage_report(self):
+        write_plots(self.out, self.state)
+        write_report(self.out, self.state, self.s)
+        return dict(report='report.md')
+
+
+def segmentation_overlays(runner, path: str, count: int = 4) -> str:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import torch
+    batch = next(iter(runner.val_dataloader))
+    batch = dict(inputs=batch['inputs'][:count], data_samples=batch['data_samples'][:count])
+    runner.model.eval()
+    with torch.no_grad():
+        samples = runner.model.val_step(batch)
+    from PIL import Image
+    fig, axes = plt.subplots(2, len(samples), figsize=(2.2 * len(samples), 4.4), squeeze=False)
+    for i, sample in enumerate(samples):
+        image = np.asarray(Image.open(sample.img_path).convert('RGB'))
+        pred = sample.pred_sem_seg.data[0].numpy()
+        gt = sample.gt_sem_seg.data[0].numpy().astype(float)
+        gt[gt == 255] = np.nan
+        axes[0, i].imshow(image)
+        axes[0, i].imshow(pred, cmap='tab20', alpha=0.5, vmin=0, vmax=19)
+        axes[1, i].imshow(gt, cmap='tab20', vmin=0, vmax=19)
+        for ax in axes[:, i]:
+            ax.axis('off')
+    axes[0, 0].set_title('prediction', loc='left', fontsize=9)
+    axes[1, 0].set_title('ground truth', loc='left', fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return osp.basename(path)
+
+
+def write_plots(out: str, state: dict) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    history = json.load(open(osp.join(out, 'pretrain', 'history.json')))
+    fig, (loss_ax, momentum_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    loss_ax.plot(history['loss'])
+    loss_ax.set(title='pretraining loss (2 - 2 cos)', xlabel='iteration')
+    momentum_ax.plot(history['momentum'])
+    momentum_ax.set(title='EMA momentum', xlabel='iteration')
+    fig.tight_layout()
+    fig.savefig(osp.join(out, 'pretraining.png'), dpi=90)
+    plt.close(fig)
+    results = dict(state.get('frozen', {}), **state.get('finetune', {}))
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for protocol in ('knn', 'logreg', 'finetune'):
+        for init, style in (('pretrained', '-o'), ('random', '--o')):
+            values = [results.get(f'{protocol}/{p}/{init}') for p in FRACTIONS]
+            if all(v is not None for v in values):
+                ax.plot(FRACTIONS, values, style, label=f'{protocol}, {init}')
+    ax.set(xscale='log', xticks=FRACTIONS, xticklabels=[f'{p}%' for p in FRACTIONS], xlabel='labelled fraction',
+           ylabel='top-1 (%)', title='Fashion-MNIST accuracy against labels')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(osp.join(out, 'accuracy_vs_labels.png'), dpi=90)
+    plt.close(fig)
+
+
+def write_report(out: str, state: dict, settings: dict) -> None:
+    results = dict(state.get('frozen', {}), **state.get('finetune', {}))
+    seg = state.get('segmentation', {})
+    rows = []
+    for protocol, name in (('knn', 'k-NN (k=20)'), ('logreg', 'logistic regression'), ('finetune', 'fine-tune')):
+        for percent in FRACTIONS:
+            pre, rand = results.get(f'{protocol}/{percent}/pretrained'), results.get(f'{protocol}/{percent}/random')
+            if pre is not None and rand is not None:
+                rows.append(f'| {name} | {percent}% | {pre:.2f} | {rand:.2f} | {pre - rand:+.2f} |')
+    pretrain = state['pretrain']
+    lines = [
+        '# ExtreMA on Fashion-MNIST: the main job',
+        '',
+        f'Pretraining: tiny ExtreMA (192-d, 6 blocks, 4-px patches, 80% x 5 masks) for {pretrain["iters"]} '
+        f'iterations on {state["data"]["pretrain_images"]} images; final loss {pretrain["final_loss"]}.',
+        '',
+        '![pretraining](pretraining.png)',
+        '',
+        '## Classification with 1% and 10% of the labels (top-1 %, full test set)',
+        '',
+        '| protocol | labels | pretrained | random init | gain |',
+        '|---|---|---|---|---|',
+        *rows,
+        '',
+        '![accuracy](accuracy_vs_labels.png)',
+        '',
+        '## Segmentation (UperNet on Fashion-ADE, mIoU %)',
+        '',
+        '| backbone | mIoU |',
+        '|---|---|',
+        f'| pretrained | {seg.get("pretrained", float("nan")):.2f} |',
+        f'| random init | {seg.get("random", float("nan")):.2f} |',
+        '',
+        f'Pretrained backbone, validation scenes: ![overlays]({seg.get("overlay/pretrained", "")})',
+        '',
+        '## Representation analyses (teacher)',
+        '',
+    ]
+    analysis = state.get('analysis', {})
+    for name in ('attention_maps', 'feature_inversion', 'locality_probe'):
+        if name in analysis:
+            lines += [f'![{name}]({analysis[name]})', '']
+    if analysis.get('locality_spearman') is not None:
+        lines += [f'Locality probe: Spearman correlation of feature similarity with box IoU '
+                  f'{analysis["locality_spearman"]:.3f}.', '']
+    with open(osp.join(out, 'report.md'), 'w') as f:
+        f.write('\n'.join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--out', default='outputs/demo')
+    parser.add_argument('--data-dir', default=None, help='where the datasets go (default: data/, or OUT/data with --quick)')
+    parser.add_argument('--quick', action='store_true', help='the smallest setting, for tests')
+    parser.add_argument('--fresh', action='store_true', help='redo every stage')
+    parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
+    args = parser.parse_args(argv)
+    settings = SETTINGS['quick' if args.quick else 'default']
+    data_dir = args.data_dir or (osp.join(args.out, 'data') if args.quick else osp.join(ROOT, 'data'))
+    Demo(args.out, data_dir, settings, args.fresh).run(set(args.stages))
+
+
+if __name__ == '__main__':
+    main()
