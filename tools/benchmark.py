@@ -18,6 +18,7 @@ Results are printed as tables and written to ``--out`` as JSON.
 """
 import argparse
 import datetime
+import gc
 import json
 import os
 import os.path as osp
@@ -38,7 +39,7 @@ from extrema.benchmark.steps import (SupervisedViT, autocast, build_optim_wrappe
                                      extrema_step, inference_step, masks_of, random_uint8_images,
                                      supervised_step, teacher_per_mask_loss)
 from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  # noqa: E402
-                                      time_interleaved)
+                                      synchronize, time_interleaved)
 from extrema.models.extrema import ExtreMA  # noqa: E402
 from extrema.models.masking import num_visible  # noqa: E402
 from extrema.models.vit import ViTTrunk, resolve_arch  # noqa: E402
@@ -51,17 +52,19 @@ DATASHEET_PEAK_TFLOPS = {
     ('H200', 'bfloat16'): 989.4, ('H200', 'float16'): 989.4, ('H200', 'float32'): 66.9,
     ('A100', 'bfloat16'): 312.0, ('A100', 'float16'): 312.0, ('A100', 'float32'): 19.5,
 }
-# mode -> defaults; every one can be overridden on the command line.
+# mode -> defaults (a dict keyed by device type where they differ); the command line overrides them.
 PRESETS = {
     'tiny': dict(archs=['tiny'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
                  warmup=0, repeats=1, infer_batch=2, seg_arch='tiny', seg_size=64, seg_batch=2,
                  data_images=4, data_size=32, proj_hidden_dim=64, proj_dim=32),
-    'quick': dict(archs=['small'], masks=['0.8x5'], img_size=224, patch_size=16, batch_size=4,
-                  warmup=1, repeats=2, infer_batch=8, seg_arch='tiny', seg_size=128, seg_batch=2,
-                  data_images=24, data_size=224),
+    'quick': dict(archs={'cpu': ['small'], 'cuda': ['base']}, masks=['0.8x5'], img_size=224, patch_size=16,
+                  batch_size={'cpu': 4, 'cuda': 128}, warmup=1, repeats={'cpu': 2, 'cuda': 5},
+                  infer_batch={'cpu': 8, 'cuda': 128}, seg_arch={'cpu': 'tiny', 'cuda': 'base'},
+                  seg_size={'cpu': 128, 'cuda': 512}, seg_batch=2, data_images=24, data_size=224),
     'full': dict(archs=['small', 'base'], masks=['0.8x5', '0.9x8'], img_size=224, patch_size=16,
-                 batch_size=None, warmup=1, repeats=3, infer_batch=32, seg_arch='base', seg_size=512,
-                 seg_batch=2, data_images=64, data_size=224),
+                 batch_size=None, warmup={'cpu': 1, 'cuda': 2}, repeats={'cpu': 3, 'cuda': 10},
+                 infer_batch={'cpu': 32, 'cuda': 256}, seg_arch='base', seg_size=512, seg_batch=2,
+                 data_images=64, data_size=224),
 }
 FULL_BATCH = {'cpu': {'small': 16, 'base': 8, 'large': 4}, 'cuda': {'small': 256, 'base': 256, 'large': 128}}
 
@@ -84,6 +87,8 @@ def parse_args(argv=None):
                         help='also time the ExtreMA step with torch.compile on the loss forward')
     parser.add_argument('--no-baselines', action='store_true',
                         help='pretrain-step: time only ExtreMA (and the compiled variant)')
+    parser.add_argument('--profile', action='store_true',
+                        help='pretrain-step: print the top operators of one ExtreMA step (torch.profiler)')
     parser.add_argument('--peak-tflops', type=float,
                         help='nominal dense peak of the device for the dtype (CPU: e.g. 0.166)')
     parser.add_argument('--infer-batch', type=int)
@@ -95,11 +100,15 @@ def parse_args(argv=None):
     parser.add_argument('--threads', type=int, help='torch intra-op threads (CPU)')
     parser.add_argument('--out', default=None, help='JSON file (default: work_dirs/benchmark/<time>.json)')
     args = parser.parse_args(argv)
+    args.device = torch.device(args.device)
     preset = PRESETS['tiny' if args.tiny else 'quick' if args.quick else 'full']
     for key, value in preset.items():
+        if isinstance(value, dict):
+            value = value.get(args.device.type, value.get('cpu'))
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    args.device = torch.device(args.device)
+    if args.compile:
+        args.warmup = max(args.warmup, 2)  # compilation (and any recompilation) stays out of the timings
     if args.amp is None:
         args.amp = 'bfloat16' if args.device.type == 'cuda' else 'none'
     args.amp = None if args.amp == 'none' else args.amp
@@ -136,10 +145,18 @@ def peak_flops(args) -> float:
     return None
 
 
-def summarise(times, flops_per_step, images_per_step, memory, roofline, peak):
+def release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+
+
+def summarise(times, cpu_times, flops_per_step, images_per_step, memory, roofline, peak):
     step = median(times)
     row = dict(step_s=step, images_per_s=images_per_step / step, gflop_per_step=gflops(flops_per_step),
                achieved_gflop_s=gflops(flops_per_step / step), times_s=times, **memory)
+    if cpu_times:
+        row.update(cpu_s=median(cpu_times), gflop_per_cpu_s=gflops(flops_per_step / median(cpu_times)))
     if roofline:
         row['mfu_vs_roofline'] = flops_per_step / step / roofline
     if peak:
@@ -148,6 +165,39 @@ def summarise(times, flops_per_step, images_per_step, memory, roofline, peak):
 
 
 # ------------------------------------------------------------------ pretrain-step
+def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
+    """{variant: step} and {variant: FLOPs per step}; the ExtreMA variants share one model."""
+    device = args.device
+    torch.manual_seed(0)
+    head = dict(proj_hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
+                pred_hidden_dim=args.proj_hidden_dim) if getattr(args, 'proj_dim', None) else {}
+    model = ExtreMA(arch=arch, img_size=args.img_size, patch_size=args.patch_size,
+                    mask_ratio=ratio, num_masks=num_masks, **head).to(device)
+    optim_wrapper = build_optim_wrapper(model, device, args.amp)
+    generator = torch.Generator().manual_seed(0)
+    views = [random_uint8_images(batch, args.img_size, device, generator) for _ in range(2)]
+    data = dict(inputs=views)
+    steps = {'extrema': extrema_step(model, optim_wrapper, data)}
+    flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
+    if args.compile:
+        steps['extrema+compile'] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss))
+        flops['extrema+compile'] = flops['extrema']
+    if args.no_baselines:
+        return steps, flops
+    steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
+    flops['k1'] = flop_count.extrema_step_flops(dict(model.config, num_masks=1), batch)['total']
+    steps['naive_teacher'] = extrema_step(model, optim_wrapper, data,
+                                          lambda inputs: teacher_per_mask_loss(model, inputs))
+    flops['naive_teacher'] = flop_count.extrema_step_flops(model.config, batch, teacher_passes=num_masks)['total']
+    supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
+    labels = torch.randint(0, 1000, (batch,), generator=generator).to(device)
+    steps['supervised_vit'] = supervised_step(supervised, build_optim_wrapper(supervised, device, args.amp),
+                                              dict(inputs=views[0], data_samples=labels))
+    flops['supervised_vit'] = flop_count.vit_supervised_step_flops(arch, args.img_size, args.patch_size,
+                                                                   batch)['total']
+    return steps, flops
+
+
 def pretrain_scenario(args, results):
     device, peak = args.device, peak_flops(args)
     rows = []
@@ -155,61 +205,37 @@ def pretrain_scenario(args, results):
         arch = arch_of(arch_name)
         batch = args.batch_size or FULL_BATCH[device.type].get(arch_name, 8)
         for ratio, num_masks in args.masks:
-            torch.manual_seed(0)
-            head = dict(proj_hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
-                        pred_hidden_dim=args.proj_hidden_dim) if arch_name == 'tiny' else {}
-            model = ExtreMA(arch=arch, img_size=args.img_size, patch_size=args.patch_size,
-                            mask_ratio=ratio, num_masks=num_masks, **head).to(device)
-            optim_wrapper = build_optim_wrapper(model, device, args.amp)
-            generator = torch.Generator().manual_seed(0)
-            views = [random_uint8_images(batch, args.img_size, device, generator) for _ in range(2)]
-            data = dict(inputs=views)
-            steps = {'extrema': extrema_step(model, optim_wrapper, data)}
-            flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
-            if args.compile:
-                steps['extrema+compile'] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss))
-                flops['extrema+compile'] = flops['extrema']
-            if not args.no_baselines:
-                steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
-                flops['k1'] = flop_count.extrema_step_flops(dict(model.config, num_masks=1), batch)['total']
-                steps['naive_teacher'] = extrema_step(model, optim_wrapper, data,
-                                                      lambda inputs: teacher_per_mask_loss(model, inputs))
-                flops['naive_teacher'] = flop_count.extrema_step_flops(
-                    model.config, batch, teacher_passes=num_masks)['total']
-                supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
-                labels = torch.randint(0, 1000, (batch,), generator=generator).to(device)
-                steps['supervised_vit'] = supervised_step(
-                    supervised, build_optim_wrapper(supervised, device, args.amp),
-                    dict(inputs=views[0], data_samples=labels))
-                flops['supervised_vit'] = flop_count.vit_supervised_step_flops(
-                    arch, args.img_size, args.patch_size, batch)['total']
+            steps, flops = pretrain_steps(args, arch, batch, ratio, num_masks)
             # Roofline: the student's MLP fc1, (K*B*L, D) x (D, 4D), in the run's dtype.
             tokens = num_masks * batch * num_visible((args.img_size // args.patch_size) ** 2, ratio)
             dim = arch['embed_dim']
-            dtype = getattr(torch, args.amp or 'float32')
-            roofline = matmul_flops_per_s(tokens, dim, 4 * dim, device, dtype,
-                                          repeats=max(args.repeats, 5 if device.type == 'cpu' else 20))
-            times = time_interleaved(steps, device, args.warmup, args.repeats)
+            roofline = matmul_flops_per_s(tokens, dim, 4 * dim, device, getattr(torch, args.amp or 'float32'),
+                                          repeats=max(args.repeats, 5))
+            times, cpu_times = time_interleaved(steps, device, args.warmup, args.repeats)
             memory = {name: peak_memory(step, device) for name, step in steps.items()}
             base = median(times['extrema'])
+            config = dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch)
             for name in steps:
-                row = dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, variant=name,
-                           **summarise(times[name], flops[name], batch, memory[name], roofline, peak))
+                row = dict(config, variant=name, **summarise(
+                    times[name], cpu_times[name] if device.type == 'cpu' else None, flops[name], batch,
+                    memory[name], roofline, peak))
                 row['time_vs_extrema'] = row['step_s'] / base
                 rows.append(row)
-            rows.append(dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, variant='roofline',
-                             matmul_shape=[tokens, dim, 4 * dim], achieved_gflop_s=gflops(roofline),
-                             mfu_vs_peak=roofline / peak if peak else None))
+            rows.append(dict(config, variant='roofline', matmul_shape=[tokens, dim, 4 * dim],
+                             achieved_gflop_s=gflops(roofline), mfu_vs_peak=roofline / peak if peak else None))
             print_table(rows[-len(steps) - 1:], PRETRAIN_COLUMNS)
-            del model, optim_wrapper, steps
+            if args.profile:
+                print_profile(steps['extrema'], device)
+            del steps
+            release_memory(device)
     results['pretrain_step'] = rows
 
 
 PRETRAIN_COLUMNS = [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('variant', '{}'),
                     ('step_s', '{:.3f}'), ('time_vs_extrema', '{:.2f}x'), ('images_per_s', '{:.1f}'),
                     ('gflop_per_step', '{:.0f}'), ('achieved_gflop_s', '{:.1f}'),
-                    ('mfu_vs_roofline', '{:.2f}'), ('mfu_vs_peak', '{:.2f}'), ('peak_gib', '{:.2f}'),
-                    ('step_gib', '{:.2f}')]
+                    ('mfu_vs_roofline', '{:.2f}'), ('mfu_vs_peak', '{:.2f}'), ('cpu_s', '{:.2f}'),
+                    ('gflop_per_cpu_s', '{:.1f}'), ('peak_gib', '{:.2f}'), ('step_gib', '{:.2f}')]
 
 
 # ------------------------------------------------------------------ seg-step
@@ -222,7 +248,7 @@ def seg_models(args):
     dim, depth, heads = arch['embed_dim'], arch['depth'], arch['num_heads']
     out_indices = SEG_OUT_INDICES.get(depth, tuple(range(depth - 4, depth)))
     patch = 16 if args.seg_size >= 128 else 8
-    norm = dict(type='SyncBN' if args.device.type == 'cuda' else 'BN', requires_grad=True)
+    norm = dict(type='BN', requires_grad=True)  # one process: SyncBN would be plain BN anyway
     common = dict(
         type='EncoderDecoder',
         data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53],
@@ -277,15 +303,15 @@ def seg_scenario(args, results):
         optim_wrapper = build_optim_wrapper(model, device, args.amp, lr=1e-4)
         steps[name] = (lambda m, o: lambda: m.train_step(data, o))(model, optim_wrapper)
         params[name] = sum(p.numel() for p in model.backbone.parameters())
-    times = time_interleaved(steps, device, args.warmup, args.repeats)
+    times, cpu_times = time_interleaved(steps, device, args.warmup, args.repeats)
     memory = {name: peak_memory(step, device) for name, step in steps.items()}
     base = median(times['mmseg_mae'])
     rows = []
     for name in steps:
         step = median(times[name])
         rows.append(dict(backbone=name, size=size, batch=batch, step_s=step, images_per_s=batch / step,
-                         time_vs_mmseg_mae=step / base, backbone_params_m=params[name] / 1e6,
-                         times_s=times[name], **memory[name]))
+                         time_vs_mmseg_mae=step / base, cpu_s=median(cpu_times[name]),
+                         backbone_params_m=params[name] / 1e6, times_s=times[name], **memory[name]))
     print_table(rows, [('backbone', '{}'), ('size', '{}'), ('batch', '{}'), ('step_s', '{:.3f}'),
                        ('time_vs_mmseg_mae', '{:.2f}x'), ('images_per_s', '{:.2f}'),
                        ('backbone_params_m', '{:.1f}'), ('peak_gib', '{:.2f}'), ('step_gib', '{:.2f}')])
@@ -319,7 +345,7 @@ def inference_scenario(args, results):
             model.to(device).eval()
             forward = model.forward_features if name == 'timm_vit' else model
             steps[name] = inference_step(forward, images, args.amp)
-        times = time_interleaved(steps, device, args.warmup, max(args.repeats, 3))
+        times, cpu_times = time_interleaved(steps, device, args.warmup, max(args.repeats, 3))
         base = median(times['timm_vit'])
         flops = {ours_name: flop_count.vit_inference_flops(arch, args.img_size, args.patch_size, batch),
                  'timm_vit': flop_count.vit_inference_flops(arch, args.img_size, args.patch_size, batch,
@@ -327,7 +353,8 @@ def inference_scenario(args, results):
         for name in steps:
             step = median(times[name])
             rows.append(dict(arch=arch_name, batch=batch, model=name, step_s=step, images_per_s=batch / step,
-                             time_vs_timm=step / base, gflop_per_step=gflops(flops[name]),
+                             time_vs_timm=step / base, cpu_s=median(cpu_times[name]),
+                             gflop_per_step=gflops(flops[name]),
                              achieved_gflop_s=gflops(flops[name] / step), times_s=times[name]))
     print_table(rows, [('arch', '{}'), ('batch', '{}'), ('model', '{}'), ('step_s', '{:.4f}'),
                        ('time_vs_timm', '{:.2f}x'), ('images_per_s', '{:.1f}'),
@@ -360,9 +387,10 @@ def data_scenario(args, results):
         write_jpeg_folder(root, args.data_images, torch.Generator().manual_seed(0))
         dataset = TwoViewImageFolder(root, img_size=args.data_size)
         steps = {'two_view_item': lambda: [dataset[i] for i in range(len(dataset))]}
-        times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
+        times, cpu_times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
     per_worker = len(dataset) / median(times['two_view_item'])
     row = dict(images=len(dataset), size=args.data_size, per_worker_images_per_s=per_worker,
+               per_worker_images_per_cpu_s=len(dataset) / median(cpu_times['two_view_item']),
                default_workers=default_workers, pipeline_images_per_s=per_worker * default_workers,
                times_s=times['two_view_item'])
     steps_run = [r for r in results.get('pretrain_step', []) if r['variant'] == 'extrema']
@@ -372,12 +400,23 @@ def data_scenario(args, results):
                    workers_needed=fastest['images_per_s'] / per_worker,
                    bottleneck=fastest['images_per_s'] > per_worker * default_workers)
     print_table([row], [('images', '{}'), ('size', '{}'), ('per_worker_images_per_s', '{:.1f}'),
+                        ('per_worker_images_per_cpu_s', '{:.1f}'),
                         ('default_workers', '{}'), ('step_images_per_s', '{:.1f}'),
                         ('workers_needed', '{:.2f}'), ('bottleneck', '{}')])
     results['data'] = row
 
 
 # ------------------------------------------------------------------ output
+def print_profile(step, device: torch.device, rows: int = 25) -> None:
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    print(prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60), flush=True)
+
+
 def print_table(rows, columns):
     header = [name for name, _ in columns]
     lines = [[fmt.format(row[name]) if row.get(name) is not None else '-' for name, fmt in columns]
@@ -410,6 +449,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = True  # as the training configs (env_cfg)
     warnings.filterwarnings('ignore', message='.*(deprecated|will be removed|mmcv-lite).*')
     MMLogger.get_instance('benchmark', log_level='WARNING')  # no init_weights reports
     results = dict(environment=environment(args), settings={

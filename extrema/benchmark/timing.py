@@ -10,7 +10,7 @@ import os
 import statistics
 import threading
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -21,22 +21,29 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved(steps: Dict[str, Callable[[], object]], device: torch.device,
-                     warmup: int = 1, repeats: int = 3) -> Dict[str, List[float]]:
-    """Seconds per call of every step, run round-robin: warm-up rounds, then
-    ``repeats`` timed rounds of [step_1, step_2, ...]."""
+def time_interleaved(steps: Dict[str, Callable[[], object]], device: torch.device, warmup: int = 1,
+                     repeats: int = 3) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """Wall-clock and process CPU seconds per call of every step.
+
+    Warm-up rounds, then ``repeats`` timed rounds over all steps, in reverse
+    order every other round. On a shared CPU the CPU time is the steadier
+    figure: it does not count the time other processes hold the cores.
+    """
     for _ in range(warmup):
         for step in steps.values():
             step()
     synchronize(device)
-    times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            step()
+    wall = {name: [] for name in steps}
+    cpu = {name: [] for name in steps}
+    names = list(steps)
+    for round_index in range(repeats):
+        for name in names if round_index % 2 == 0 else names[::-1]:
+            start_wall, start_cpu = time.perf_counter(), time.process_time()
+            steps[name]()
             synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return times
+            wall[name].append(time.perf_counter() - start_wall)
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def median(values: List[float]) -> float:
@@ -112,8 +119,18 @@ def peak_memory(step: Callable[[], object], device: torch.device) -> Dict[str, f
 
 def matmul_flops_per_s(rows: int, in_dim: int, out_dim: int, device: torch.device,
                        dtype: torch.dtype, warmup: int = 2, repeats: int = 5) -> float:
-    """Achieved FLOP/s of ``F.linear`` on (rows, in_dim) x (out_dim, in_dim)^T."""
+    """Achieved FLOP/s of ``F.linear`` on (rows, in_dim) x (out_dim, in_dim)^T, random data.
+
+    On CUDA each timed sample runs 20 products, so that launch and sync
+    overheads stay out of the figure.
+    """
     x = torch.randn(rows, in_dim, device=device, dtype=dtype)
     weight = torch.randn(out_dim, in_dim, device=device, dtype=dtype)
-    times = time_interleaved({'matmul': lambda: F.linear(x, weight)}, device, warmup, repeats)
-    return 2 * rows * in_dim * out_dim / median(times['matmul'])
+    inner = 20 if device.type == 'cuda' else 1
+
+    def products():
+        for _ in range(inner):
+            F.linear(x, weight)
+
+    wall, _ = time_interleaved({'matmul': products}, device, warmup, repeats)
+    return 2 * rows * in_dim * out_dim * inner / median(wall['matmul'])

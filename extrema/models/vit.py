@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 from timm.models.cait import LayerScaleBlockClassAttn
 
 ARCH_SETTINGS = {
@@ -84,9 +85,11 @@ ONEDNN_LINEAR = _has_onednn_linear()
 
 def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Eager fp32 on CPU: oneDNN's GEMM, with the bias (and GELU) fused, is 10-25%
-    faster than MKL's here (docs/benchmark.md). Elsewhere F.linear."""
+    faster than MKL's here (docs/benchmark.md). Elsewhere, and under a dispatch
+    mode such as torch's FLOP counter, F.linear."""
     return (ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and _get_current_dispatch_mode() is None)
 
 
 def _onednn_linear(x, weight, bias, activation='none'):
