@@ -317,3 +317,10 @@ def test_head_count_comes_from_official_arch_name():
     assert (config['img_size'], config['patch_size'], config['mlp_ratio']) == (224, 16, 4.0)
     assert config['num_class_attn_blocks'] == 2
     assert infer_encoder_config(state)['arch']['num_heads'] == 6  # 64-d heads
+
+
+def test_builds_inside_another_default_scope():
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = ExtreMA(arch=dict(embed_dim=32, depth=1, num_heads=2), img_size=32, patch_size=8, num_masks=1)
+    assert type(model.data_preprocessor).__name__ == 'TwoViewDataPreprocessor'

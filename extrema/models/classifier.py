@@ -110,7 +110,7 @@ class ExtreMAClassifier(BaseModel):
         if data_preprocessor.setdefault('num_classes', num_classes) != num_classes:
             raise ValueError(f'data_preprocessor.num_classes={data_preprocessor["num_classes"]} differs from '
                              f'the head num_classes={num_classes}; set only model.num_classes.')
-        super().__init__(data_preprocessor=MODELS.build(data_preprocessor))
+        super().__init__(data_preprocessor=MODELS.build(dict(data_preprocessor, _scope_='extrema')))
         self.num_classes = num_classes
         self.pooling = pooling
         self.pretrained = pretrained

@@ -72,8 +72,8 @@ class ExtreMA(BaseModel):
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='TwoViewDataPreprocessor')
-        if isinstance(data_preprocessor, dict):
-            data_preprocessor = MODELS.build(data_preprocessor)
+        if isinstance(data_preprocessor, dict):  # in our scope, whatever scope is current (e.g. mmseg's)
+            data_preprocessor = MODELS.build(dict(data_preprocessor, _scope_='extrema'))
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if loss_type not in ('byol', 'infonce'):
             raise ValueError(f"loss_type must be 'byol' or 'infonce', got {loss_type!r}")
