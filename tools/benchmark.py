@@ -151,14 +151,17 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def summarise(times, cpu_times, flops_per_step, images_per_step, memory, roofline, peak):
+def summarise(times, cpu_times, flops_per_step, images_per_step, memory, roofline, roofline_cpu, peak):
+    """One variant's row. ``cpu_times`` (CPU only): per-CPU-second figures, which
+    other processes on the machine do not distort."""
     step = median(times)
     row = dict(step_s=step, images_per_s=images_per_step / step, gflop_per_step=gflops(flops_per_step),
                achieved_gflop_s=gflops(flops_per_step / step), times_s=times, **memory)
+    row['mfu_vs_roofline'] = flops_per_step / step / roofline
     if cpu_times:
-        row.update(cpu_s=median(cpu_times), gflop_per_cpu_s=gflops(flops_per_step / median(cpu_times)))
-    if roofline:
-        row['mfu_vs_roofline'] = flops_per_step / step / roofline
+        per_cpu_s = flops_per_step / median(cpu_times)
+        row.update(cpu_s=median(cpu_times), gflop_per_cpu_s=gflops(per_cpu_s),
+                   cpu_mfu_vs_roofline=per_cpu_s / roofline_cpu)
     if peak:
         row['mfu_vs_peak'] = flops_per_step / step / peak
     return row
@@ -209,8 +212,9 @@ def pretrain_scenario(args, results):
             # Roofline: the student's MLP fc1, (K*B*L, D) x (D, 4D), in the run's dtype.
             tokens = num_masks * batch * num_visible((args.img_size // args.patch_size) ** 2, ratio)
             dim = arch['embed_dim']
-            roofline = matmul_flops_per_s(tokens, dim, 4 * dim, device, getattr(torch, args.amp or 'float32'),
-                                          repeats=max(args.repeats, 5))
+            roofline, roofline_cpu = matmul_flops_per_s(tokens, dim, 4 * dim, device,
+                                                        getattr(torch, args.amp or 'float32'),
+                                                        repeats=max(args.repeats, 5))
             times, cpu_times = time_interleaved(steps, device, args.warmup, args.repeats)
             memory = {name: peak_memory(step, device) for name, step in steps.items()}
             base = median(times['extrema'])
@@ -218,11 +222,12 @@ def pretrain_scenario(args, results):
             for name in steps:
                 row = dict(config, variant=name, **summarise(
                     times[name], cpu_times[name] if device.type == 'cpu' else None, flops[name], batch,
-                    memory[name], roofline, peak))
+                    memory[name], roofline, roofline_cpu, peak))
                 row['time_vs_extrema'] = row['step_s'] / base
                 rows.append(row)
             rows.append(dict(config, variant='roofline', matmul_shape=[tokens, dim, 4 * dim],
-                             achieved_gflop_s=gflops(roofline), mfu_vs_peak=roofline / peak if peak else None))
+                             achieved_gflop_s=gflops(roofline), mfu_vs_peak=roofline / peak if peak else None,
+                             gflop_per_cpu_s=gflops(roofline_cpu) if device.type == 'cpu' else None))
             print_table(rows[-len(steps) - 1:], PRETRAIN_COLUMNS)
             if args.profile:
                 print_profile(steps['extrema'], device)
@@ -235,7 +240,8 @@ PRETRAIN_COLUMNS = [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('variant'
                     ('step_s', '{:.3f}'), ('time_vs_extrema', '{:.2f}x'), ('images_per_s', '{:.1f}'),
                     ('gflop_per_step', '{:.0f}'), ('achieved_gflop_s', '{:.1f}'),
                     ('mfu_vs_roofline', '{:.2f}'), ('mfu_vs_peak', '{:.2f}'), ('cpu_s', '{:.2f}'),
-                    ('gflop_per_cpu_s', '{:.1f}'), ('peak_gib', '{:.2f}'), ('step_gib', '{:.2f}')]
+                    ('gflop_per_cpu_s', '{:.1f}'), ('cpu_mfu_vs_roofline', '{:.2f}'), ('peak_gib', '{:.2f}'),
+                    ('step_gib', '{:.2f}')]
 
 
 # ------------------------------------------------------------------ seg-step

@@ -118,8 +118,9 @@ def peak_memory(step: Callable[[], object], device: torch.device) -> Dict[str, f
 
 
 def matmul_flops_per_s(rows: int, in_dim: int, out_dim: int, device: torch.device,
-                       dtype: torch.dtype, warmup: int = 2, repeats: int = 5) -> float:
-    """Achieved FLOP/s of ``F.linear`` on (rows, in_dim) x (out_dim, in_dim)^T, random data.
+                       dtype: torch.dtype, warmup: int = 2, repeats: int = 5) -> Tuple[float, float]:
+    """Achieved FLOP per wall second and per CPU second of ``F.linear`` on
+    (rows, in_dim) x (out_dim, in_dim)^T, random data.
 
     On CUDA each timed sample runs 20 products, so that launch and sync
     overheads stay out of the figure.
@@ -132,5 +133,6 @@ def matmul_flops_per_s(rows: int, in_dim: int, out_dim: int, device: torch.devic
         for _ in range(inner):
             F.linear(x, weight)
 
-    wall, _ = time_interleaved({'matmul': products}, device, warmup, repeats)
-    return 2 * rows * in_dim * out_dim * inner / median(wall['matmul'])
+    wall, cpu = time_interleaved({'matmul': products}, device, warmup, repeats)
+    flops = 2 * rows * in_dim * out_dim * inner
+    return flops / median(wall['matmul']), flops / median(cpu['matmul'])
