@@ -53,7 +53,7 @@ class PanelFigure:
 
     def plot_axes(self, row: int, col: int, title: str = ''):
         """Axes with room left and below for tick labels."""
-        ax = self.figure.add_axes(self._rect(row, col, (42, 32, 8, 4)))
+        ax = self.figure.add_axes(self._rect(row, col, (50, 32, 8, 4)))
         ax.tick_params(labelsize=7)
         ax.set_title(title, fontsize=8.5)
         return ax
