@@ -56,7 +56,7 @@ DATASHEET_PEAK_TFLOPS = {
 PRESETS = {
     'tiny': dict(archs=['tiny'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
                  warmup=0, repeats=1, infer_batch=2, seg_arch='tiny', seg_size=64, seg_batch=2,
-                 data_images=4, data_size=32, proj_hidden_dim=64, proj_dim=32),
+                 data_images=4, data_size=32, proj_hidden_dim=64, proj_dim=32, threads=1),
     'quick': dict(archs={'cpu': ['small'], 'cuda': ['base']}, masks=['0.8x5'], img_size=224, patch_size=16,
                   batch_size={'cpu': 4, 'cuda': 128}, warmup=1, repeats={'cpu': 2, 'cuda': 5},
                   infer_batch={'cpu': 8, 'cuda': 128}, seg_arch={'cpu': 'tiny', 'cuda': 'base'},
@@ -453,6 +453,7 @@ def environment(args) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True  # as the training configs (env_cfg)
@@ -464,10 +465,13 @@ def main(argv=None) -> dict:
     runners = {'pretrain-step': pretrain_scenario, 'seg-step': seg_scenario,
                'backbone-inference': inference_scenario, 'data': data_scenario}
     start = time.perf_counter()
-    for name in SCENARIOS:
-        if name in args.scenarios:
-            print(f'== {name}', flush=True)
-            runners[name](args, results)
+    try:
+        for name in SCENARIOS:
+            if name in args.scenarios:
+                print(f'== {name}', flush=True)
+                runners[name](args, results)
+    finally:
+        torch.set_num_threads(threads)
     results['environment']['wall_s'] = time.perf_counter() - start
     out = args.out or osp.join('work_dirs', 'benchmark',
                                datetime.datetime.now().strftime('%Y%m%d_%H%M%S') + '.json')
