@@ -70,6 +70,18 @@ def checkpoints(tiny_extrema, tmp_path):
     return paths
 
 
+@pytest.fixture
+def log_messages():
+    """Messages that the toolkit logs through mmengine during the test."""
+    logger = MMLogger.get_current_instance()
+    records = []
+    collector = logging.Handler()
+    collector.emit = records.append
+    logger.addHandler(collector)
+    yield records
+    logger.removeHandler(collector)
+
+
 @pytest.fixture(scope='module')
 def photo(tmp_path_factory):
     """A small non-square crop of sklearn's china.jpg (CC-BY 2.0)."""
@@ -125,21 +137,13 @@ def test_attention_maps_cli(checkpoints, photo, tmp_path):
     assert torch.allclose(official.class_attention, same.class_attention, atol=1e-6)
 
 
-def test_attention_maps_without_class_attention_skips_ca_map(checkpoints, photo, tmp_path):
+def test_attention_maps_without_class_attention_skips_ca_map(checkpoints, photo, tmp_path, log_messages):
     out = str(tmp_path / 'seg.png')
-    logger = MMLogger.get_current_instance()
-    records = []
-    collector = logging.Handler()
-    collector.emit = records.append
-    logger.addHandler(collector)
-    try:
-        maps = load_tool('attention_maps').main(['--checkpoint', checkpoints['mmseg'], '--image', photo,
-                                                 '--out', out, '--queries', '2'])
-    finally:
-        logger.removeHandler(collector)
+    maps = load_tool('attention_maps').main(['--checkpoint', checkpoints['mmseg'], '--image', photo,
+                                             '--out', out, '--queries', '2'])
     assert maps.class_attention is None
     assert png_size(out) == panels_size(1, 3)
-    assert any('Skipped the class-attention map' in r.getMessage() for r in records)
+    assert any('Skipped the class-attention map' in r.getMessage() for r in log_messages)
     with pytest.raises(ValueError, match='relative position biases for a 4x4 grid'):
         load_tool('attention_maps').main(['--checkpoint', checkpoints['mmseg'], '--image', photo,
                                           '--out', out, '--img-size', '48'])
@@ -228,7 +232,13 @@ def test_instance_analyses_refuse_a_segmentation_backbone(checkpoints, photo, tm
     assert not os.path.exists(out)
 
 
-def test_image_size_must_fit_the_patches(checkpoints, photo, tmp_path):
-    with pytest.raises(ValueError, match='not divisible by the patch size 8'):
+@pytest.mark.parametrize('option, message', [
+    (['--img-size', '36'], 'not divisible by the patch size 8'),
+    (['--mask-ratios', '0.5', '0.97'], 'leaves no visible token out of 16'),
+])
+def test_inversion_settings_are_checked_before_compute(checkpoints, photo, tmp_path, log_messages, option,
+                                                       message):
+    with pytest.raises(ValueError, match=message):
         load_tool('feature_inversion').main(['--checkpoint', checkpoints['ours'], '--image', photo,
-                                             '--out', str(tmp_path / 'x.png'), '--img-size', '36'])
+                                             '--out', str(tmp_path / 'x.png'), '--log-every', '1'] + option)
+    assert not any('relative feature error' in r.getMessage() for r in log_messages)  # no step ran

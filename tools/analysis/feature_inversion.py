@@ -18,12 +18,13 @@ from mmengine.logging import print_log  # noqa: E402
 
 from extrema.analysis import feature_inversion, plot_inversions  # noqa: E402
 from extrema.analysis.cli import analysis_parser, load_inputs, write_json  # noqa: E402
+from extrema.analysis.inversion import DEFAULT_MASK_RATIOS, DEFAULT_STEPS  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = analysis_parser(__doc__)
-    parser.add_argument('--mask-ratios', type=float, nargs='+', default=[0.5, 0.75, 0.9])
-    parser.add_argument('--steps', type=int, default=100, help='optimisation steps per mask ratio')
+    parser.add_argument('--mask-ratios', type=float, nargs='+', default=list(DEFAULT_MASK_RATIOS))
+    parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='optimisation steps per mask ratio')
     parser.add_argument('--lr', type=float, default=0.1, help='Adam step, in normalised pixel units')
     parser.add_argument('--tv-weight', type=float, default=0.05, help='total-variation prior weight')
     parser.add_argument('--seed', type=int, default=0, help='seed of the random masks')
