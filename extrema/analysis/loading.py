@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Optional, Tuple, Union
 
 import torch
-from mmengine.config import ConfigDict
 
 from ..checkpoint import (detect_format, encoder_state_dict, infer_encoder_config, load_file,
                           report_load, state_dict_of)
@@ -105,17 +104,16 @@ def load_encoder(path: str, branch: str = 'teacher', num_heads: Optional[int] = 
 
     An ``ExtreMAEncoder`` (without projector) when the class-attention keys are
     present, else a ``ViTTrunk``. Architecture comes from ``meta['extrema_config']``
-    when stored, else from tensor shapes (``num_heads`` then assumes 64-d heads
-    unless given).
+    (or a converted backbone's ``meta['encoder_config']``) when stored, else from
+    tensor shapes (``num_heads`` then assumes 64-d heads unless given).
     """
-    # Our pretraining checkpoints keep the config's arch as a ConfigDict (a plain dict subclass).
-    with torch.serialization.safe_globals([ConfigDict]):
-        checkpoint = load_file(path)
+    checkpoint = load_file(path)
     checkpoint, is_mmseg = _unwrap_mmseg(checkpoint)
     fmt = detect_format(checkpoint)
     state = encoder_state_dict(checkpoint, branch)
     config = infer_encoder_config(state)
-    stored_arch = (checkpoint.get('meta', {}).get('extrema_config') or {}).get('arch')
+    meta = checkpoint.get('meta', {})
+    stored_arch = (meta.get('extrema_config') or meta.get('encoder_config') or {}).get('arch')
     rel_pos_table = state.get('blocks.0.attn.relative_position_bias_table')
     arch = resolve_arch(stored_arch) if stored_arch is not None else dict(config['arch'])
     if stored_arch is None and rel_pos_table is not None:
