@@ -219,7 +219,7 @@ def test_configs_without_a_released_checkpoint_fail_clearly(tmp_path):
     assert cfg.model.pretrained is None
     with DefaultScope.overwrite_default_scope('mmseg'):
         backbone = MMSEG_MODELS.build(cfg.model).backbone
-    with pytest.raises(ValueError, match='model.backbone.init_cfg.checkpoint=PATH'):
+    with pytest.raises(ValueError, match=r'model.pretrained=PATH \(or model.backbone.init_cfg'):
         backbone.init_weights()
     backbone.init_cfg['checkpoint'] = str(tmp_path / 'not_downloaded.pth')
     with pytest.raises(FileNotFoundError, match='not_downloaded.pth'):

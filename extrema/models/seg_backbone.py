@@ -94,8 +94,8 @@ class ExtreMAViT(ViTTrunk, BaseModule):
             if not options.get('checkpoint'):
                 raise ValueError(
                     'ExtreMAViT: init_cfg is Pretrained but no checkpoint is set. Pass '
-                    '--cfg-options model.backbone.init_cfg.checkpoint=PATH, or set '
-                    'model.backbone.init_cfg=None to train from random initialisation.')
+                    '--cfg-options model.pretrained=PATH (or model.backbone.init_cfg.checkpoint=PATH), '
+                    'or set model.backbone.init_cfg=None to train from random initialisation.')
             self.load_pretrained(**options)
         self._is_init = True
 
