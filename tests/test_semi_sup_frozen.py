@@ -108,6 +108,17 @@ def test_frozen_encoder_features_and_random_init(tiny_extrema, tmp_path):
         encoder.check_feature('pooled')
 
 
+def test_normalisation_comes_from_the_stored_pretraining_config(tiny_extrema, tmp_path):
+    from mmengine.config import Config
+    text = Config(dict(model=dict(type='ExtreMA', data_preprocessor=dict(
+        type='TwoViewDataPreprocessor', mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0))))).pretty_text
+    path = str(tmp_path / 'with_cfg.pth')
+    torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config, cfg=text)),
+               path)
+    assert FrozenEncoder(path).normalisation == ([72.9] * 3, [90.0] * 3)
+    assert FrozenEncoder(save_ours(tiny_extrema, str(tmp_path / 'plain.pth'))).normalisation is None
+
+
 def test_linear_probe_trains_only_the_linear_layer():
     assert [warmup_cosine(s, 100, 10) for s in (0, 5, 10, 100)] == [0, 0.5, 1, 0]
     generator = torch.Generator().manual_seed(0)
