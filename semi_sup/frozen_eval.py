@@ -30,7 +30,8 @@ import torch  # noqa: E402
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.data.subsets import LabelledImageFolder  # noqa: E402
 from extrema.evaluation.features import knn_predict  # noqa: E402
-from extrema.evaluation.frozen import FEATURES, FrozenEncoder, Normalise, cached_features, image_label_batches  # noqa: E402,E501
+from extrema.evaluation.frozen import (FEATURES, FrozenEncoder, Normalise, cached_features,  # noqa: E402
+                                       image_label_batches)
 from extrema.evaluation.linear_probe import evaluate_linear_probe, train_linear_probe  # noqa: E402
 from extrema.evaluation.logistic import DEFAULT_LAMBDAS, check_cv_folds, logistic_regression_eval  # noqa: E402
 from extrema.evaluation.metrics import clipped_topk_accuracy  # noqa: E402

@@ -10,7 +10,7 @@ The problem is convex; it is solved in float64 with full-batch L-BFGS in PyTorch
 on the chosen device (a GPU makes ImageNet-1k sweeps fast), warm-starting each
 lambda from the previous, larger one.
 """
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ def centre_and_normalise(train: torch.Tensor, test: torch.Tensor) -> Tuple[torch
 
 
 def fit_logistic_regression(features: torch.Tensor, labels: torch.Tensor, num_classes: int, lambd: float,
-                            max_iter: int = 1000, tol: float = 1e-6, init: torch.Tensor = None) -> torch.Tensor:
+                            max_iter: int = 1000, tol: float = 1e-6,
+                            init: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Weights W (num_classes, D) minimising the objective above, on ``features.device``.
 
     Stops when the largest gradient entry of the objective divided by n is below ``tol``.
