@@ -42,13 +42,13 @@ FRACTIONS = (1, 10)
 
 SETTINGS = {
     # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA.
-    'default': dict(pretrain_per_class=1000, val_per_class=200, full_per_class=None, full_val_per_class=None,
+    'default': dict(workers=None, pretrain_per_class=1000, val_per_class=200, full_per_class=None, full_val_per_class=None,
                     pretrain_epochs=6, pretrain_batch=128, finetune_epochs={1: 30, 10: 4}, finetune_batch={},
                     seg_iters=300, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,
                     seconds=dict(data=60, pretrain=330, frozen=90, finetune=240, segmentation=120,
                                  analysis=40, report=5)),
-    'quick': dict(pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
+    'quick': dict(workers=0, pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
                   pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2}, finetune_batch={1: 4, 10: 20},
                   seg_iters=4, seg_train=16, seg_val=4,
                   inversion_steps=3, locality_crops=8,
@@ -118,10 +118,14 @@ class ProgressHook(Hook):
                   f'{self.losses[-1]:.3f}  ETA {clock(self.progress.eta(done / runner.max_iters))}', flush=True)
 
 
-def run_config(config: str, work_dir: str, options: dict, progress: Progress, label: str) -> tuple:
+def run_config(config: str, work_dir: str, options: dict, progress: Progress, label: str,
+               workers: int = None) -> tuple:
     """Train a config through tools/train.py's path; returns (runner, progress hook)."""
     options = dict(options, log_level='WARNING')
     cfg = setup_config(osp.join(ROOT, config), work_dir=work_dir, cfg_options=options)
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if workers is not None and cfg.get(loader):  # the quick setting starts no worker processes
+            cfg[loader].update(num_workers=workers, persistent_workers=workers > 0)
     runner = build_runner(cfg)
     hook = ProgressHook(progress, label)
     runner.register_hook(hook)
@@ -189,7 +193,7 @@ class Demo:
             'train_dataloader.dataset.data_root': self.pretrain_root,
             'train_dataloader.batch_size': self.s['pretrain_batch'],
             'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(1, epochs),
-            'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining')
+            'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining', self.s['workers'])
         with open(osp.join(work_dir, 'history.json'), 'w') as f:
             json.dump(dict(loss=hook.losses, momentum=hook.momenta), f)
         return dict(checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'), iters=runner.max_iters,
@@ -203,7 +207,8 @@ class Demo:
                 out = osp.join(self.out, 'frozen', f'{init}_{percent}pct.json')
                 argv = ['--checkpoint', self.checkpoint, '--data-root', self.full_root, '--percent', str(percent),
                         '--protocol', 'knn', 'logreg', '--lambd', '0.0025', '--out', out,
-                        '--cache-dir', osp.join(self.out, 'feature_cache')]
+                        '--cache-dir', osp.join(self.out, 'feature_cache'),
+                        '--workers', str(2 if self.s['workers'] is None else self.s['workers'])]
                 report = frozen_eval.main(argv + (['--random-init'] if init == 'random' else []))
                 for protocol, result in report['results'].items():
                     results[f'{protocol}/{percent}/{init}'] = round(result['top1'], 2)
@@ -226,7 +231,8 @@ class Demo:
                     'test_dataloader.dataset.data_root': self.full_root,
                     'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
                     'param_scheduler': cosine_schedule(max(1, epochs // 10), epochs, eta_min=1e-6),
-                    'default_hooks.checkpoint.interval': epochs}), self.progress, f'fine-tune {percent}% {init}')
+                    'default_hooks.checkpoint.interval': epochs}), self.progress, f'fine-tune {percent}% {init}',
+                    self.s['workers'])
                 results[f'finetune/{percent}/{init}'] = scalar(runner, 'val/accuracy/top1')
         return results
 
@@ -241,7 +247,7 @@ class Demo:
                 'test_dataloader.dataset.data_root': self.ade_root,
                 'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
                 'param_scheduler': cosine_schedule(max(1, iters // 10), iters, by_epoch=False),
-                'default_hooks.checkpoint.interval': iters}, self.progress, f'segmentation {init}')
+                'default_hooks.checkpoint.interval': iters}, self.progress, f'segmentation {init}', self.s['workers'])
             results[init] = scalar(runner, 'val/mIoU')
             results[f'overlay/{init}'] = segmentation_overlays(runner, osp.join(self.out, f'seg_overlay_{init}.png'))
         return results
