@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 from timm.models.cait import LayerScaleBlockClassAttn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),
