@@ -80,7 +80,8 @@ def parse_args(argv=None):
                      help='crop: RandomResizedCrop + flip every epoch (official); none: cached features')
     system = parser.add_argument_group('system')
     system.add_argument('--batch-size', type=int, default=256, help='feature extraction')
-    system.add_argument('--workers', type=int, default=8)
+    system.add_argument('--workers', type=int, default=min(8, os.cpu_count() or 1),
+                        help='data loader processes (default: min(8, CPU count))')
     system.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     system.add_argument('--cache-dir', default='work_dirs/feature_cache', help="'' disables the cache")
     system.add_argument('--out', help='results JSON (default: work_dirs/frozen_eval/<checkpoint>_<subset>.json)')

@@ -111,7 +111,7 @@ def test_training_config_uses_fused_adamw():
 @pytest.mark.parametrize('gelu', [False, True])
 def test_onednn_linear_matches_f_linear(gelu):
     """The CPU linear (oneDNN forward and input gradient, MKL weight gradient) is F.linear."""
-    from extrema.models.vit import linear
+    from extrema.models.layers import linear
     torch.manual_seed(0)
     x = torch.randn(3, 7, 24).transpose(0, 1).requires_grad_()  # non-contiguous input
     weight = torch.randn(40, 24, requires_grad=True)

@@ -156,3 +156,21 @@ def test_randaugment_posterize_to_zero_bits_gives_a_black_image(fashion_mnist_fo
     image = Image.new('RGB', (8, 8), (200, 100, 50))
     assert posterize_op.aug_fn(image, 0).getextrema() == ((0, 0),) * 3
     assert posterize_op.aug_fn(image, 2).getpixel((0, 0)) == (192, 64, 0)
+
+
+def test_fashion_mnist_reexport_leaves_no_stale_images(tmp_path):
+    """A second export with other counts replaces the first; a foreign folder is refused."""
+    from extrema.data.fashion_mnist import export_image_folder
+
+    def count(split):
+        return sum(len(files) for _, _, files in os.walk(tmp_path / 'out' / split) if files) - 1  # marker
+
+    assert export_image_folder(str(tmp_path / 'out'), 32, 3, 2) == dict(train=30, val=20)
+    assert (count('train'), count('val')) == (30, 20)
+    assert export_image_folder(str(tmp_path / 'out'), 32, 2, 1) == dict(train=20, val=10)
+    assert (count('train'), count('val')) == (20, 10)
+    os.makedirs(tmp_path / 'foreign' / 'train')
+    write_image(str(tmp_path / 'foreign' / 'train' / 'mine.jpg'))
+    with pytest.raises(FileExistsError, match='not a Fashion-MNIST export'):
+        export_image_folder(str(tmp_path / 'foreign'), 32, 1, 1)
+    assert os.path.exists(tmp_path / 'foreign' / 'train' / 'mine.jpg')

@@ -389,11 +389,16 @@ def data_scenario(args, results):
     config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
                       'pretrain/configs/_base_/datasets/imagenet_two-view.py')
     default_workers = Config.fromfile(config).train_dataloader.num_workers
+    threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as root:
         write_jpeg_folder(root, args.data_images, torch.Generator().manual_seed(0))
         dataset = TwoViewImageFolder(root, img_size=args.data_size)
         steps = {'two_view_item': lambda: [dataset[i] for i in range(len(dataset))]}
-        times, cpu_times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
+        torch.set_num_threads(1)  # as in a DataLoader worker
+        try:
+            times, cpu_times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
+        finally:
+            torch.set_num_threads(threads)
     per_worker = len(dataset) / median(times['two_view_item'])
     row = dict(images=len(dataset), size=args.data_size, per_worker_images_per_s=per_worker,
                per_worker_images_per_cpu_s=len(dataset) / median(cpu_times['two_view_item']),

@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from ..models.vit import linear
+from ..models.layers import linear
 
 
 def synchronize(device: torch.device) -> None:

@@ -6,6 +6,7 @@ segmentation.
 """
 import gzip
 import os
+import shutil
 from typing import Optional, Tuple
 
 import numpy as np
@@ -41,6 +42,17 @@ def balanced_indices(labels: np.ndarray, per_class: int, seed: int = 0) -> np.nd
     return np.sort(np.concatenate(picks))
 
 
+def clear_export(split_dir: str) -> None:
+    """Remove an earlier export of ours (interrupted, or with other counts or size), so that
+    no stale images stay; refuse to touch a non-empty folder that is not one."""
+    if not os.path.isdir(split_dir) or not os.listdir(split_dir):
+        return
+    if not any(os.path.exists(os.path.join(split_dir, m)) for m in ('.complete', '.exporting')):
+        raise FileExistsError(f'{split_dir} is not empty and is not a Fashion-MNIST export of this toolkit; '
+                              'choose another output folder or remove it.')
+    shutil.rmtree(split_dir)
+
+
 def export_image_folder(out_dir: str, size: int = 32, train_per_class: Optional[int] = None,
                         val_per_class: Optional[int] = None, seed: int = 0) -> dict:
     """Write ``out_dir/{train,val}/<class>/<index>.png`` (RGB, ``size`` px).
@@ -53,17 +65,20 @@ def export_image_folder(out_dir: str, size: int = 32, train_per_class: Optional[
         indices = np.arange(len(labels)) if per_class is None else balanced_indices(labels, per_class, seed)
         split_dir = os.path.join(out_dir, split)
         marker = os.path.join(split_dir, '.complete')
-        if os.path.exists(marker) and open(marker).read() == f'{len(indices)} {size}':
+        if os.path.exists(marker) and open(marker).read() == f'{len(indices)} {size} {seed}':
             counts[split] = len(indices)
             continue
+        clear_export(split_dir)
         for name in CLASSES:
             os.makedirs(os.path.join(split_dir, name), exist_ok=True)
+        open(os.path.join(split_dir, '.exporting'), 'w').close()
         for index in indices:
             image = Image.fromarray(images[index]).convert('RGB')
             if size != 28:
                 image = image.resize((size, size), Image.BICUBIC)
             image.save(os.path.join(split_dir, CLASSES[labels[index]], f'{index:05d}.png'))
         with open(marker, 'w') as f:
-            f.write(f'{len(indices)} {size}')
+            f.write(f'{len(indices)} {size} {seed}')
+        os.remove(os.path.join(split_dir, '.exporting'))
         counts[split] = len(indices)
     return counts

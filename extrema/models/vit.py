@@ -8,7 +8,7 @@ match the official checkpoints (``patch_embed.proj``, ``blocks.i.attn.qkv``,
 
 Shapes: B images, N = gh*gw patch tokens, L visible tokens per view, K views.
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from functools import partial
 
@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
-from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from .layers import Linear, Mlp, residual
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),
@@ -70,87 +71,6 @@ def resize_pos_embed(pos_embed: torch.Tensor, src_grid: Tuple[int, int],
     grid = pos_embed.reshape(1, *src_grid, dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid.float(), size=dst_grid, mode='bicubic', align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, dst_grid[0] * dst_grid[1], dim).to(pos_embed.dtype)
-
-
-def _has_onednn_linear() -> bool:
-    try:
-        torch.ops.mkldnn._linear_pointwise
-    except (AttributeError, RuntimeError):
-        return False
-    return torch.backends.mkldnn.is_available()
-
-
-ONEDNN_LINEAR = _has_onednn_linear()
-
-
-def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Eager fp32 on CPU: oneDNN's GEMM, with the bias (and GELU) fused, is 10-25%
-    faster than MKL's here (docs/benchmark.md). Elsewhere, and under a dispatch
-    mode such as torch's FLOP counter, F.linear."""
-    return (ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
-            and _get_current_dispatch_mode() is None)
-
-
-def _onednn_linear(x, weight, bias, activation='none'):
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation,
-                                               [], 'none' if activation == 'gelu' else '')
-
-
-class _OneDNNLinear(torch.autograd.Function):
-    """x W^T + b; the input gradient through oneDNN, the weight gradient through MKL
-    (the faster library for each product on the CPUs measured)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return _onednn_linear(x, weight, bias)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
-            grad_x = _onednn_linear(grad, weight.t(), None)
-        grad = grad.reshape(-1, grad.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = grad.t().mm(x.reshape(-1, x.shape[-1]))
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(0)
-        return grad_x, grad_weight, grad_bias
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
-           gelu: bool = False) -> torch.Tensor:
-    """``F.linear``, followed by exact GELU when ``gelu``; oneDNN on CPU (``use_onednn``)."""
-    if not use_onednn(x, weight):
-        out = F.linear(x, weight, bias)
-        return F.gelu(out) if gelu else out
-    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (x, weight, bias)):
-        return _onednn_linear(x, weight, bias, 'gelu' if gelu else 'none')
-    out = _OneDNNLinear.apply(x, weight, bias)
-    return F.gelu(out) if gelu else out
-
-
-class Linear(nn.Linear):
-    """``nn.Linear`` through ``linear``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2, with timm's parameter names; GELU fused into fc1 without autograd."""
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        self.fc1 = Linear(dim, hidden_dim)
-        self.fc2 = Linear(hidden_dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
 
 
 def gather_tokens(x: torch.Tensor, ids_keep: torch.Tensor) -> torch.Tensor:
@@ -224,29 +144,6 @@ class Attention(nn.Module):
         if bias is not None:
             logits = logits + bias
         return logits.softmax(dim=-1)
-
-
-def residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
-             training: bool) -> torch.Tensor:
-    """x + DropPath(branch(x)), with timm DropPath's per-sample mask and random draws.
-
-    On CPU the branch runs only on the samples it keeps (a dropped sample's
-    branch would be multiplied by zero), which gives the same output. On GPU or
-    under torch.compile the data-dependent row count would cost a sync, so
-    every sample runs there.
-    """
-    if not training or drop_prob == 0.:
-        return x + branch(x)
-    keep_prob = 1 - drop_prob
-    scale = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
-    if keep_prob > 0:
-        scale.div_(keep_prob)
-    if x.device.type != 'cpu' or torch.compiler.is_compiling():
-        return torch.addcmul(x, branch(x), scale)
-    kept = scale.view(-1).nonzero().view(-1)
-    if len(kept) in (0, len(x)):  # none kept: still run it, so every parameter gets a gradient
-        return torch.addcmul(x, branch(x), scale)
-    return x.index_add(0, kept, branch(x.index_select(0, kept)) * scale.index_select(0, kept))
 
 
 class Block(nn.Module):

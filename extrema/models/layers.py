@@ -1,0 +1,121 @@
+"""Layers on the ViT's hot path that run faster on CPU than their timm/torch originals.
+
+* ``linear`` / ``Linear`` / ``Mlp``: on CPU in eager fp32, oneDNN's GEMM with the bias
+  (and GELU) fused is 10-25% faster than MKL's here (docs/benchmark.md); elsewhere,
+  and under torch.compile or a dispatch mode such as the FLOP counter, ``F.linear``.
+  ``Mlp`` keeps timm's parameter names (``fc1``, ``fc2``).
+* ``residual``: ``x + DropPath(branch(x))`` with timm's draws; on CPU the branch runs
+  only on the kept samples.
+
+Each is checked against its original in tests/test_benchmark.py.
+"""
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+
+def _has_onednn_linear() -> bool:
+    try:
+        torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return False
+    return torch.backends.mkldnn.is_available()
+
+
+ONEDNN_LINEAR = _has_onednn_linear()
+
+
+def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Eager fp32 on CPU: oneDNN's GEMM, with the bias (and GELU) fused, is 10-25%
+    faster than MKL's here (docs/benchmark.md). Elsewhere, and under a dispatch
+    mode such as torch's FLOP counter, F.linear."""
+    return (ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and _get_current_dispatch_mode() is None)
+
+
+def _onednn_linear(x, weight, bias, activation='none'):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation,
+                                               [], 'none' if activation == 'gelu' else '')
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """x W^T + b; the input gradient through oneDNN, the weight gradient through MKL
+    (the faster library for each product on the CPUs measured)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_linear(x, weight, bias)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t(), None)
+        grad = grad.reshape(-1, grad.shape[-1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = grad.t().mm(x.reshape(-1, x.shape[-1]))
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+           gelu: bool = False) -> torch.Tensor:
+    """``F.linear``, followed by exact GELU when ``gelu``; oneDNN on CPU (``use_onednn``)."""
+    if not use_onednn(x, weight):
+        out = F.linear(x, weight, bias)
+        return F.gelu(out) if gelu else out
+    if not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        return _onednn_linear(x, weight, bias, 'gelu' if gelu else 'none')
+    out = _OneDNNLinear.apply(x, weight, bias)
+    return F.gelu(out) if gelu else out
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` through ``linear``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2, with timm's parameter names; GELU fused into fc1 without autograd."""
+
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.fc1 = Linear(dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
+
+
+def residual(x: torch.Tensor, branch: Callable[[torch.Tensor], torch.Tensor], drop_prob: float,
+             training: bool) -> torch.Tensor:
+    """x + DropPath(branch(x)), with timm DropPath's per-sample mask and random draws.
+
+    On CPU the branch runs only on the samples it keeps (a dropped sample's
+    branch would be multiplied by zero), which gives the same output. On GPU or
+    under torch.compile the data-dependent row count would cost a sync, so
+    every sample runs there.
+    """
+    if not training or drop_prob == 0.:
+        return x + branch(x)
+    keep_prob = 1 - drop_prob
+    scale = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)
+    if keep_prob > 0:
+        scale.div_(keep_prob)
+    if x.device.type != 'cpu' or torch.compiler.is_compiling():
+        return torch.addcmul(x, branch(x), scale)
+    kept = scale.view(-1).nonzero().view(-1)
+    if len(kept) in (0, len(x)):  # none kept: still run it, so every parameter gets a gradient
+        return torch.addcmul(x, branch(x), scale)
+    return x.index_add(0, kept, branch(x.index_select(0, kept)) * scale.index_select(0, kept))
