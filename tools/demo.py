@@ -38,7 +38,7 @@ FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pc
 SEG_CONFIG = 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py'
 STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'report')
 INITS = ('pretrained', 'random')
-LOSS_TITLES = {'byol': 'BYOL, 2 - 2 cos', 'infonce': 'InfoNCE, x 2T'}
+LOSS_TITLES = {'byol': 'BYOL', 'infonce': 'InfoNCE'}
 FRACTIONS = (1, 10)
 
 SETTINGS = {
@@ -75,29 +75,36 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-    """Stage headers and an overall ETA scaled by how fast the planned stages actually ran."""
+    """Stage headers and an overall ETA: the current stage from its own rate, the later stages
+    from their planned seconds scaled by how fast the finished stages ran against their plan."""
 
     def __init__(self, planned: dict):
-        self.planned = planned
+        self.planned = dict(planned)
         self.start = time.time()
-        self.done_planned = 0.
-        self.stage = None
+        self.ran_planned = self.ran_actual = 0.
+        self.stage, self.stage_start = None, self.start
 
     def eta(self, stage_fraction: float = 0.) -> float:
-        elapsed = time.time() - self.start
-        done = self.done_planned + stage_fraction * self.planned.get(self.stage, 0)
-        remaining = sum(self.planned.values()) - done
-        speed = elapsed / done if done > 0 else 1.
-        return remaining * speed
+        speed = self.ran_actual / self.ran_planned if self.ran_planned else 1.
+        stage_planned = self.planned.get(self.stage, 0)
+        if stage_fraction > 0.05:
+            current = (time.time() - self.stage_start) / stage_fraction * (1 - stage_fraction)
+        else:
+            current = stage_planned * speed * (1 - stage_fraction)
+        later = list(self.planned)[list(self.planned).index(self.stage) + 1:] if self.stage in self.planned else []
+        return current + speed * sum(self.planned[name] for name in later)
 
-    def begin(self, stage: str, index: int, reused: bool = False):
-        self.stage = stage
-        status = 'reused' if reused else 'running'
+    def begin(self, stage: str, index: int, status: str = 'running'):
+        self.stage, self.stage_start = stage, time.time()
+        if status != 'running':
+            self.planned[stage] = 0
         print(f'[{index}/{len(STAGES)}] {stage:<12} {status:<8} elapsed {clock(time.time() - self.start)}  '
               f'ETA {clock(self.eta())}', flush=True)
 
     def end(self, stage: str):
-        self.done_planned += self.planned.get(stage, 0)
+        if self.planned.get(stage):
+            self.ran_planned += self.planned[stage]
+            self.ran_actual += time.time() - self.stage_start
 
 
 class ProgressHook(Hook):
@@ -171,8 +178,9 @@ class Demo:
     def run(self, stages):
         for index, stage in enumerate(STAGES, 1):
             reused = stage in self.state and stage != 'report'
-            self.progress.begin(stage, index, reused)
-            if stage in stages and not reused:
+            status = 'reused' if reused else 'running' if stage in stages else 'skipped'
+            self.progress.begin(stage, index, status)
+            if status == 'running':
                 self.state[stage] = getattr(self, f'stage_{stage}')()
                 self.save()
             self.progress.end(stage)

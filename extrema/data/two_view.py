@@ -69,6 +69,10 @@ class TwoViewImageFolder(SkipUnreadable, Dataset):
         self.max_bad_fraction = max_bad_fraction
         self.transform = TwoViewTransform(img_size, tuple(crop_scale), color_mode)
 
+    @property
+    def metainfo(self) -> dict:
+        return dict(classes=tuple(self.classes), images=len(self.samples))
+
     def __len__(self) -> int:
         return len(self.samples)
 
