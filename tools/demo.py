@@ -146,10 +146,12 @@ def scalar(runner, key: str) -> float:
     return round(float(runner.message_hub.get_scalar(key).current()), 2)
 
 
-def cosine_schedule(warmup, total, by_epoch=True, eta_min=0.):
-    unit = dict(by_epoch=by_epoch, convert_to_iter_based=True) if by_epoch else dict(by_epoch=False)
-    return [dict(type='LinearLR', start_factor=1e-6, begin=0, end=warmup, **unit),
-            dict(type='CosineAnnealingLR', T_max=total - warmup, eta_min=eta_min, begin=warmup, end=total, **unit)]
+def cosine_schedule(warmup: int, total: int, eta_min: float = 0.) -> list:
+    """Per-iteration linear warm-up over ``warmup`` iterations, then cosine to ``eta_min`` at ``total``."""
+    total = max(total, warmup + 1)
+    return [dict(type='LinearLR', start_factor=1e-6, begin=0, end=warmup, by_epoch=False),
+            dict(type='CosineAnnealingLR', T_max=total - warmup, eta_min=eta_min, begin=warmup, end=total,
+                 by_epoch=False)]
 
 
 def load_tool(path: str):
@@ -198,11 +200,13 @@ class Demo:
         return dict(pretrain_images=counts['train'], labelled_pool=full['train'], test_images=full['val'])
 
     def stage_pretrain(self):
-        epochs, work_dir = self.s['pretrain_epochs'], osp.join(self.out, 'pretrain')
+        epochs, batch, work_dir = self.s['pretrain_epochs'], self.s['pretrain_batch'], osp.join(self.out, 'pretrain')
+        iters = max(1, self.state['data']['pretrain_images'] // batch) * epochs  # drop_last
         runner, hook = run_config(PRETRAIN_CONFIG, work_dir, {
             'train_dataloader.dataset.data_root': self.pretrain_root,
-            'train_dataloader.batch_size': self.s['pretrain_batch'],
-            'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(epochs / 6, epochs),
+            'train_dataloader.batch_size': batch,
+            'train_cfg.max_epochs': epochs,
+            'param_scheduler': cosine_schedule(max(1, iters // 6), iters),
             'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining', self.s['workers'])
         with open(osp.join(work_dir, 'history.json'), 'w') as f:
             json.dump(dict(loss=hook.losses, momentum=hook.momenta), f)
@@ -242,7 +246,7 @@ class Demo:
                     'val_dataloader.dataset.data_root': self.full_root,
                     'test_dataloader.dataset.data_root': self.full_root,
                     'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
-                    'param_scheduler': cosine_schedule(max(1, iters // 10), iters, by_epoch=False, eta_min=1e-6),
+                    'param_scheduler': cosine_schedule(max(1, iters // 10), iters, eta_min=1e-6),
                     'default_hooks.checkpoint.interval': epochs}, self.progress, f'fine-tune {percent}% {init}',
                     self.s['workers'])
                 results[f'finetune/{percent}/{init}'] = scalar(runner, 'val/accuracy/top1')
@@ -258,7 +262,7 @@ class Demo:
                 'val_dataloader.dataset.data_root': self.ade_root,
                 'test_dataloader.dataset.data_root': self.ade_root,
                 'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-                'param_scheduler': cosine_schedule(max(1, iters // 10), iters, by_epoch=False),
+                'param_scheduler': cosine_schedule(max(1, iters // 10), iters),
                 'default_hooks.checkpoint.interval': iters}, self.progress, f'segmentation {init}', self.s['workers'])
             results[init] = scalar(runner, 'val/mIoU')
             results[f'overlay/{init}'] = segmentation_overlays(runner, osp.join(self.out, f'seg_overlay_{init}.png'))
