@@ -45,11 +45,11 @@ SETTINGS = {
     # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA
     # (measured on an idle 2-core CPU, see README).
     'default': dict(workers=None, pretrain_per_class=800, val_per_class=200, full_per_class=None, full_val_per_class=200,
-                    pretrain_epochs=3, pretrain_batch=128, finetune_epochs={1: 5, 10: 1}, finetune_batch={1: 64, 10: 64},
-                    seg_iters=150, seg_train=600, seg_val=60,
+                    pretrain_epochs=3, pretrain_batch=128, finetune_epochs={1: 4, 10: 1}, finetune_batch={1: 64, 10: 64},
+                    seg_iters=100, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,
-                    seconds=dict(data=30, pretrain=300, frozen=85, finetune=220, segmentation=140,
-                                 analysis=45, report=5)),
+                    seconds=dict(data=30, pretrain=300, frozen=85, finetune=240, segmentation=110,
+                                 analysis=50, report=5)),
     'quick': dict(workers=0, pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
                   pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2}, finetune_batch={1: 4, 10: 20},
                   seg_iters=4, seg_train=16, seg_val=4,
@@ -102,9 +102,10 @@ class Progress:
               f'ETA {clock(self.eta())}', flush=True)
 
     def end(self, stage: str):
-        if self.planned.get(stage):
+        actual = time.time() - self.stage_start
+        if self.planned.get(stage) and actual > 5:  # a stage that found its work done says nothing of speed
             self.ran_planned += self.planned[stage]
-            self.ran_actual += time.time() - self.stage_start
+            self.ran_actual += actual
 
 
 class ProgressHook(Hook):
