@@ -231,8 +231,8 @@ class ViTTrunk(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> patch tokens with positions added, (B, N, C)."""
         grid = self.check_img_size(x.shape[-2:])
-        x = self.patch_embed(x)
-        return x + resize_pos_embed(self.pos_embed, self.grid_size, grid).to(x.dtype)
+        x = self.patch_embed(x).contiguous()  # a transposed view: every LayerNorm would copy it again
+        return x + resize_pos_embed(self.pos_embed, self.grid_size, grid)  # fp32 stream under autocast, as timm
 
     def forward_tokens(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Every block's output. With ``ids_keep`` (K, B, L), rows are k*B + b."""
