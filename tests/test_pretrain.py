@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from extrema.checkpoint import load_file, load_pretrained
-from extrema.data import TwoViewImageFolder
+from extrema.data import RandomCropImageFolder
 from extrema.engine.fileio import AtomicLocalBackend
 from extrema.engine.hooks import cosine_momentum
 from extrema.engine.launch import build_runner, find_resume_checkpoint, setup_config
+from extrema.models import TwoViewDataPreprocessor
 
 from conftest import ROOT
 
@@ -157,22 +158,25 @@ def test_unreadable_images_are_skipped_then_fatal(tmp_path, fashion_mnist_folder
     shutil.copytree(os.path.join(fashion_mnist_folder, 'train'), root / 'train')
     bad = root / 'train' / 'bag' / '00000_corrupt.png'
     bad.write_bytes(b'not a png')
-    dataset = TwoViewImageFolder(str(root), 'train', img_size=32)
+    dataset = RandomCropImageFolder(str(root), 'train', img_size=32)
     index = [i for i, (path, _) in enumerate(dataset.samples) if path == str(bad)][0]
-    views = dataset[index]['inputs']
-    assert views[0].shape == (3, 32, 32) and views[0].dtype == torch.uint8
+    crop = dataset[index]['inputs']
+    assert crop.shape == (3, 32, 32) and crop.dtype == torch.uint8
     assert dataset._bad == 1
-    strict = TwoViewImageFolder(str(root), 'train', img_size=32, max_bad_fraction=0.0)
+    strict = RandomCropImageFolder(str(root), 'train', img_size=32, max_bad_fraction=0.0)
     with pytest.raises(RuntimeError, match='unreadable'):
         strict[index]
 
 
-def test_views_share_the_crop_in_spatial_mode(fashion_mnist_folder):
-    dataset = TwoViewImageFolder(fashion_mnist_folder, 'train', img_size=32, color_mode='spatial')
-    first, second = dataset[0]['inputs']
+def test_views_share_the_crop_in_spatial_mode():
+    torch.manual_seed(0)
+    crops = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    first, second = TwoViewDataPreprocessor(color_mode='spatial')(dict(inputs=crops), True)['inputs']
     assert torch.equal(first, second)
+    colored = TwoViewDataPreprocessor(color_mode='color')(dict(inputs=list(crops)), True)['inputs']
+    assert not torch.equal(colored[0], colored[1])  # independent colour draws of one crop
     with pytest.raises(ValueError, match='color_mode'):
-        TwoViewImageFolder(fashion_mnist_folder, 'train', color_mode='sepia')
+        TwoViewDataPreprocessor(color_mode='sepia')
 
 
 def test_atomic_writes_never_leave_partial_files(tmp_path, monkeypatch):

@@ -10,7 +10,8 @@ Scenarios (``--scenarios``):
                        ViT step on all tokens, and the roofline matmul of the dominant shape.
   seg-step             one UperNet iteration, ExtreMAViT beside mmseg's MAE with the same dims.
   backbone-inference   images/s of ExtreMAViT beside timm's VisionTransformer.
-  data                 pretraining data pipeline throughput per worker vs the step's consumption.
+  data                 pretraining data throughput per worker (decode, crop, flip) vs the step's
+                       consumption, and the device time of the two colour views per batch.
 
 Every time is a median over ``--repeats`` timed rounds after ``--warmup`` rounds; the
 variants of a scenario run round-robin, so ratios between them are robust to load.
@@ -56,15 +57,16 @@ DATASHEET_PEAK_TFLOPS = {
 PRESETS = {
     'tiny': dict(archs=['tiny'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
                  warmup=0, repeats=1, infer_batch=2, seg_arch='tiny', seg_size=64, seg_batch=2,
-                 data_images=4, data_size=32, proj_hidden_dim=64, proj_dim=32, threads=1),
+                 data_images=4, data_size=32, loader_batches=0, proj_hidden_dim=64, proj_dim=32, threads=1),
     'quick': dict(archs={'cpu': ['small'], 'cuda': ['base']}, masks=['0.8x5'], img_size=224, patch_size=16,
                   batch_size={'cpu': 4, 'cuda': 128}, warmup=1, repeats={'cpu': 2, 'cuda': 5},
                   infer_batch={'cpu': 8, 'cuda': 128}, seg_arch={'cpu': 'tiny', 'cuda': 'base'},
-                  seg_size={'cpu': 128, 'cuda': 512}, seg_batch=2, data_images=24, data_size=224),
+                  seg_size={'cpu': 128, 'cuda': 512}, seg_batch=2, data_images=24, data_size=224,
+                  loader_batches=0),
     'full': dict(archs=['small', 'base'], masks=['0.8x5', '0.9x8'], img_size=224, patch_size=16,
                  batch_size=None, warmup={'cpu': 1, 'cuda': 2}, repeats={'cpu': 3, 'cuda': 10},
                  infer_batch={'cpu': 32, 'cuda': 256}, seg_arch='base', seg_size=512, seg_batch=2,
-                 data_images=64, data_size=224),
+                 data_images=64, data_size=224, loader_batches={'cpu': 0, 'cuda': 32}),
 }
 FULL_BATCH = {'cpu': {'small': 16, 'base': 8, 'large': 4}, 'cuda': {'small': 256, 'base': 256, 'large': 128}}
 
@@ -85,10 +87,14 @@ def parse_args(argv=None):
                         help='autocast dtype (default: bfloat16 on CUDA, none on CPU)')
     parser.add_argument('--compile', action='store_true',
                         help='also time the ExtreMA step with torch.compile on the loss forward')
+    parser.add_argument('--compile-modes', nargs='+', default=['default'],
+                        help='torch.compile modes to time with --compile, one variant each '
+                             '(e.g. default max-autotune-no-cudagraphs)')
     parser.add_argument('--no-baselines', action='store_true',
                         help='pretrain-step: time only ExtreMA (and the compiled variant)')
     parser.add_argument('--profile', action='store_true',
-                        help='pretrain-step: print the top operators of one ExtreMA step (torch.profiler)')
+                        help='pretrain-step: print the top operators of one ExtreMA step (the last '
+                             'compiled variant with --compile) and, on CUDA, device time by kernel kind')
     parser.add_argument('--peak-tflops', type=float,
                         help='nominal dense peak of the device for the dtype (CPU: e.g. 0.166)')
     parser.add_argument('--infer-batch', type=int)
@@ -97,6 +103,10 @@ def parse_args(argv=None):
     parser.add_argument('--seg-batch', type=int)
     parser.add_argument('--data-images', type=int)
     parser.add_argument('--data-size', type=int)
+    parser.add_argument('--loader-batches', type=int,
+                        help='data: also time this many batches of a DataLoader with the default workers')
+    parser.add_argument('--loader-workers', nargs='+', type=int,
+                        help='data: worker counts for the DataLoader timing (default: the config\'s)')
     parser.add_argument('--threads', type=int, help='torch intra-op threads (CPU)')
     parser.add_argument('--out', default=None, help='JSON file (default: work_dirs/benchmark/<time>.json)')
     args = parser.parse_args(argv)
@@ -178,13 +188,15 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
                     mask_ratio=ratio, num_masks=num_masks, **head).to(device)
     optim_wrapper = build_optim_wrapper(model, device, args.amp)
     generator = torch.Generator().manual_seed(0)
-    views = [random_uint8_images(batch, args.img_size, device, generator) for _ in range(2)]
-    data = dict(inputs=views)
+    crops = random_uint8_images(batch, args.img_size, device, generator)
+    data = dict(inputs=crops)  # the data preprocessor makes the two colour views in the step
     steps = {'extrema': extrema_step(model, optim_wrapper, data)}
     flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
     if args.compile:
-        steps['extrema+compile'] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss))
-        flops['extrema+compile'] = flops['extrema']
+        for mode in args.compile_modes:
+            name = 'extrema+compile' + ('' if mode == 'default' else f'({mode})')
+            steps[name] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss, mode=mode))
+            flops[name] = flops['extrema']
     if args.no_baselines:
         return steps, flops
     steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
@@ -195,7 +207,7 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
     supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
     labels = torch.randint(0, 1000, (batch,), generator=generator).to(device)
     steps['supervised_vit'] = supervised_step(supervised, build_optim_wrapper(supervised, device, args.amp),
-                                              dict(inputs=views[0], data_samples=labels))
+                                              dict(inputs=crops, data_samples=labels))
     flops['supervised_vit'] = flop_count.vit_supervised_step_flops(arch, args.img_size, args.patch_size,
                                                                    batch)['total']
     return steps, flops
@@ -230,7 +242,7 @@ def pretrain_scenario(args, results):
                              gflop_per_cpu_s=gflops(roofline_cpu) if device.type == 'cpu' else None))
             print_table(rows[-len(steps) - 1:], PRETRAIN_COLUMNS)
             if args.profile:
-                print_profile(steps['extrema'], device)
+                print_profile(steps[[name for name in steps if name.startswith('extrema')][-1]], device)
             del steps
             release_memory(device)
     results['pretrain_step'] = rows
@@ -383,49 +395,114 @@ def write_jpeg_folder(root: str, count: int, generator: torch.Generator) -> None
         Image.fromarray(array).save(osp.join(folder, f'{index:05d}.jpg'), quality=90)
 
 
+def loader_images_per_s(dataset, batch: int, workers: int, batches: int, device: torch.device) -> float:
+    """Images/s of a DataLoader as the configs build it, after its first batch."""
+    from torch.utils.data import DataLoader
+    repeats = -(-(batches + 1) * batch // len(dataset))
+    dataset.samples = dataset.samples * repeats
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                        pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
+    iterator = iter(loader)
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch / (time.perf_counter() - start)
+
+
 def data_scenario(args, results):
-    from extrema.data.two_view import TwoViewImageFolder
+    """Per-worker throughput of the dataset (decode, crop, flip), and the time the data
+    preprocessor takes on the device to make the two colour views of a batch."""
     from mmengine.config import Config
+
+    from extrema.data import RandomCropImageFolder
+    from extrema.models import TwoViewDataPreprocessor
     config = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
-                      'pretrain/configs/_base_/datasets/imagenet_two-view.py')
+                      'pretrain/configs/_base_/datasets/imagenet_random-crop.py')
     default_workers = Config.fromfile(config).train_dataloader.num_workers
     threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory() as root:
         write_jpeg_folder(root, args.data_images, torch.Generator().manual_seed(0))
-        dataset = TwoViewImageFolder(root, img_size=args.data_size)
-        steps = {'two_view_item': lambda: [dataset[i] for i in range(len(dataset))]}
+        dataset = RandomCropImageFolder(root, img_size=args.data_size)
+        steps = {'crop_item': lambda: [dataset[i] for i in range(len(dataset))]}
         torch.set_num_threads(1)  # as in a DataLoader worker
         try:
             times, cpu_times = time_interleaved(steps, torch.device('cpu'), 1, max(args.repeats, 3))
         finally:
             torch.set_num_threads(threads)
-    per_worker = len(dataset) / median(times['two_view_item'])
-    row = dict(images=len(dataset), size=args.data_size, per_worker_images_per_s=per_worker,
-               per_worker_images_per_cpu_s=len(dataset) / median(cpu_times['two_view_item']),
+        images = len(dataset)
+        per_worker = images / median(times['crop_item'])
+        batch = args.batch_size or FULL_BATCH[args.device.type]['base']
+        samples = dataset.samples
+        loader = {}
+        for workers in (args.loader_workers or [default_workers]) if args.loader_batches else []:
+            dataset.samples = samples
+            loader[workers] = loader_images_per_s(dataset, batch, workers, args.loader_batches, args.device)
+    preprocessor = TwoViewDataPreprocessor().to(args.device)
+    crops = random_uint8_images(batch, args.data_size, args.device, torch.Generator().manual_seed(0))
+    view_times = time_interleaved({'views': lambda: preprocessor(dict(inputs=crops), True)},
+                                  args.device, 1, max(args.repeats, 3))[0]['views']
+    row = dict(images=images, size=args.data_size, per_worker_images_per_s=per_worker,
+               per_worker_images_per_cpu_s=images / median(cpu_times['crop_item']),
                default_workers=default_workers, pipeline_images_per_s=per_worker * default_workers,
-               times_s=times['two_view_item'])
-    steps_run = [r for r in results.get('pretrain_step', []) if r['variant'] == 'extrema']
+               times_s=times['crop_item'], device_views_batch=batch, device_views_s=median(view_times),
+               device_views_images_per_s=batch / median(view_times),
+               loader_images_per_s=loader.get(default_workers), loader_images_per_s_by_workers=loader or None)
+    steps_run = [r for r in results.get('pretrain_step', []) if r['variant'].startswith('extrema')]
     if steps_run:
         fastest = max(steps_run, key=lambda r: r['images_per_s'])
         row.update(step_images_per_s=fastest['images_per_s'],
                    workers_needed=fastest['images_per_s'] / per_worker,
-                   bottleneck=fastest['images_per_s'] > per_worker * default_workers)
+                   bottleneck=fastest['images_per_s'] > (row['loader_images_per_s'] or per_worker * default_workers),
+                   device_views_share_of_step=fastest['images_per_s'] / row['device_views_images_per_s'])
     print_table([row], [('images', '{}'), ('size', '{}'), ('per_worker_images_per_s', '{:.1f}'),
-                        ('per_worker_images_per_cpu_s', '{:.1f}'),
-                        ('default_workers', '{}'), ('step_images_per_s', '{:.1f}'),
-                        ('workers_needed', '{:.2f}'), ('bottleneck', '{}')])
+                        ('per_worker_images_per_cpu_s', '{:.1f}'), ('default_workers', '{}'),
+                        ('pipeline_images_per_s', '{:.0f}'), ('loader_images_per_s', '{:.0f}'),
+                        ('step_images_per_s', '{:.1f}'),
+                        ('workers_needed', '{:.2f}'), ('bottleneck', '{}'),
+                        ('device_views_images_per_s', '{:.0f}'), ('device_views_share_of_step', '{:.1%}')])
     results['data'] = row
 
 
 # ------------------------------------------------------------------ output
+KERNEL_KINDS = (('matmul', ('gemm', 'nvjet', 'cutlass', 'xmma', 'cublas', 'splitk')),
+                ('attention', ('flash', 'fmha', 'attention', 'cudnn_sdpa')),
+                ('optimizer+EMA', ('adam', 'lerp', 'foreach')),
+                ('fused elementwise (Triton)', ('triton',)),
+                ('copy', ('copy', 'memcpy', 'memset', 'cat', 'index')))
+
+
+def kernel_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(key in lowered for key in keys)),
+                'other elementwise/reduction')
+
+
 def print_profile(step, device: torch.device, rows: int = 25) -> None:
+    """Top operators of one step; on CUDA also its device time by kernel kind."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    synchronize(device)
+    start = time.perf_counter()
     with profile(activities=activities) as prof:
         step()
         synchronize(device)
+    wall = time.perf_counter() - start
     sort = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     print(prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60), flush=True)
+    if device.type != 'cuda':
+        return
+    kinds = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kind = kernel_kind(event.name)
+            kinds[kind] = kinds.get(kind, 0.) + event.device_time_total / 1e6
+    busy = sum(kinds.values())
+    table = [dict(kind=kind, device_ms=1e3 * t, share=t / busy) for kind, t in
+             sorted(kinds.items(), key=lambda item: -item[1])]
+    table.append(dict(kind=f'all kernels (device busy {busy / wall:.0%} of the profiled step)',
+                      device_ms=1e3 * busy, share=1.))
+    print_table(table, [('kind', '{}'), ('device_ms', '{:.1f}'), ('share', '{:.0%}')])
 
 
 def print_table(rows, columns):

@@ -86,8 +86,8 @@ class SupervisedViT(BaseModel):
     def __init__(self, arch: dict, img_size: int, patch_size: int, num_classes: int = 1000,
                  drop_path_rate: float = 0.1):
         from timm.models.vision_transformer import VisionTransformer
-        from ..models.data_preprocessor import TwoViewDataPreprocessor
-        super().__init__(data_preprocessor=TwoViewDataPreprocessor())
+        from ..models.data_preprocessor import NormalizeDataPreprocessor
+        super().__init__(data_preprocessor=NormalizeDataPreprocessor())
         self.vit = VisionTransformer(img_size=img_size, patch_size=patch_size, embed_dim=arch['embed_dim'],
                                      depth=arch['depth'], num_heads=arch['num_heads'],
                                      num_classes=num_classes, drop_path_rate=drop_path_rate)

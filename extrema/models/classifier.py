@@ -27,14 +27,14 @@ from timm.loss import SoftTargetCrossEntropy
 
 from ..checkpoint import encoder_state_dict, infer_encoder_config, load_file, report_load, split_instance_keys
 from ..registry import HOOKS, MODELS
-from .data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, TwoViewDataPreprocessor
+from .data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, NormalizeDataPreprocessor
 from .vit import ExtreMAEncoder, ViTTrunk, resize_pos_embed
 
 POOLINGS = ('mean', 'class_attention')
 
 
 @MODELS.register_module()
-class ClassifierDataPreprocessor(TwoViewDataPreprocessor):
+class ClassifierDataPreprocessor(NormalizeDataPreprocessor):
     """uint8 images -> normalised floats on the device; labels -> training targets.
 
     In training, random erasing (timm ``RandomErasing`` kwargs) and Mixup/CutMix
@@ -56,7 +56,7 @@ class ClassifierDataPreprocessor(TwoViewDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         data = self.cast_data(data)
-        images = self.normalize(data['inputs'])
+        images = self.normalize(self.images_of(data))
         labels = data['data_samples']
         if not training:
             return dict(inputs=images, data_samples=labels)

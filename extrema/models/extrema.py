@@ -142,8 +142,7 @@ class ExtreMA(BaseModel):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'tensor':
-            images = inputs[-1] if isinstance(inputs, (list, tuple)) else inputs
-            return self.forward_features(images, 'teacher')['instance']
+            return self.forward_features(inputs, 'teacher')['instance']
         raise RuntimeError(f"ExtreMA supports modes 'loss' and 'tensor', got {mode!r}")
 
     def parse_losses(self, losses):

@@ -6,6 +6,9 @@
   ``Mlp`` keeps timm's parameter names (``fc1``, ``fc2``).
 * ``residual``: ``x + DropPath(branch(x))`` with timm's draws; on CPU the branch runs
   only on the kept samples.
+* ``patch_embed``: the non-overlapping patch convolution as one matmul. cuDNN runs a
+  16x16 stride-16 convolution as a slow implicit GEMM (1.9 ms for 256 images on an
+  H200, against 0.1 ms for the matmul); on CPU the two take the same time.
 
 Each is checked against its original in tests/test_benchmark.py.
 """
@@ -77,6 +80,16 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
         return _onednn_linear(x, weight, bias, 'gelu' if gelu else 'none')
     out = _OneDNNLinear.apply(x, weight, bias)
     return F.gelu(out) if gelu else out
+
+
+def patch_embed(x: torch.Tensor, proj: nn.Conv2d) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, D): ``proj`` (kernel = stride, no padding) applied as a matmul
+    over the flattened (C, ph, pw) patches, in row-major patch order."""
+    batch, channels, height, width = x.shape
+    ph, pw = proj.kernel_size
+    patches = x.reshape(batch, channels, height // ph, ph, width // pw, pw).permute(0, 2, 4, 1, 3, 5)
+    patches = patches.reshape(batch, -1, channels * ph * pw)
+    return linear(patches, proj.weight.reshape(proj.out_channels, -1), proj.bias)
 
 
 class Linear(nn.Linear):

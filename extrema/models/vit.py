@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
 
-from .layers import Linear, Mlp, residual
+from .layers import Linear, Mlp, patch_embed, residual
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),
@@ -231,7 +231,7 @@ class ViTTrunk(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) -> patch tokens with positions added, (B, N, C)."""
         grid = self.check_img_size(x.shape[-2:])
-        x = self.patch_embed(x).contiguous()  # a transposed view: every LayerNorm would copy it again
+        x = patch_embed(x, self.patch_embed.proj)
         return x + resize_pos_embed(self.pos_embed, self.grid_size, grid)  # fp32 stream under autocast, as timm
 
     def forward_tokens(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> List[torch.Tensor]:

@@ -3,7 +3,7 @@
 # Train with --amp (the official run used fp16 autocast).
 _base_ = [
     '_base_/models/extrema_vit-b-p16.py',
-    '_base_/datasets/imagenet_two-view.py',
+    '_base_/datasets/imagenet_random-crop.py',
     '_base_/schedules/adamw_300e.py',
     '_base_/default_runtime.py',
 ]

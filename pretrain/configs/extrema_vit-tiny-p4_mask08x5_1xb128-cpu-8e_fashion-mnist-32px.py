@@ -22,7 +22,8 @@ model = dict(
     loss_type='infonce',
     temperature=0.2,
     base_momentum=0.99,
-    data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0)),
+    data_preprocessor=dict(type='TwoViewDataPreprocessor', mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0),
+                           color_mode='color'),
 )
 train_dataloader = dict(
     batch_size=128,
@@ -31,8 +32,8 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
-    dataset=dict(type='TwoViewImageFolder', data_root='data/fashion_mnist', data_prefix='train',
-                 img_size=32, crop_scale=(0.2, 1.0), color_mode='color'),
+    dataset=dict(type='RandomCropImageFolder', data_root='data/fashion_mnist', data_prefix='train',
+                 img_size=32, crop_scale=(0.2, 1.0)),
 )
 warmup_epochs = 1
 max_epochs = 8

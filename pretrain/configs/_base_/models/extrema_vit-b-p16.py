@@ -14,5 +14,6 @@ model = dict(
     disjoint_masks=True,
     loss_type='byol',
     base_momentum=0.996,
-    data_preprocessor=dict(type='TwoViewDataPreprocessor'),
+    # One shared crop per image; two colour draws of it on the device (student, teacher).
+    data_preprocessor=dict(type='TwoViewDataPreprocessor', color_mode='color'),
 )
