@@ -38,6 +38,7 @@ def test_tiny_benchmark_writes_json(tmp_path):
     assert 'skipped' in seg or {row['backbone'] for row in seg} == {'extremavit', 'mmseg_mae'}
     assert {row['model'] for row in results['backbone_inference']} >= {'timm_vit'}
     assert results['data']['per_worker_images_per_s'] > 0
+    assert results['data']['device_views_images_per_s'] > 0
 
 
 def test_official_flop_counts():
@@ -130,6 +131,26 @@ def test_onednn_linear_matches_f_linear(gelu):
         assert torch.allclose(t.grad, e, atol=1e-4)
     with torch.no_grad():
         assert torch.allclose(linear(x, weight, bias, gelu=gelu), reference, atol=1e-5)
+
+
+def test_patch_embed_matmul_matches_the_convolution():
+    """The matmul form of the patch embedding gives timm PatchEmbed's tokens and weight gradient."""
+    from timm.layers import PatchEmbed
+
+    from extrema.models.layers import patch_embed
+    torch.manual_seed(0)
+    conv = PatchEmbed(img_size=(32, 48), patch_size=8, in_chans=3, embed_dim=24)
+    images = torch.randn(2, 3, 32, 48)
+    grad = torch.randn(2, 24, 24)
+    reference = conv(images)
+    reference.backward(grad)
+    expected = [p.grad.clone() for p in conv.proj.parameters()]
+    conv.zero_grad()
+    tokens = patch_embed(images, conv.proj)
+    tokens.backward(grad)
+    torch.testing.assert_close(tokens, reference, atol=1e-5, rtol=1e-5)
+    for p, e in zip(conv.proj.parameters(), expected):
+        torch.testing.assert_close(p.grad, e, atol=1e-4, rtol=1e-4)
 
 
 def test_compile_flag_sets_mmengine_compile():

@@ -22,19 +22,6 @@ def to_grayscale(images: torch.Tensor) -> torch.Tensor:
     return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).unsqueeze(1)
 
 
-def adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (images * factor).clamp_(0, 1)
-
-
-def adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    mean = to_grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
-    return (images * factor + mean * (1 - factor)).clamp_(0, 1)
-
-
-def adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return (images * factor + to_grayscale(images) * (1 - factor)).clamp_(0, 1)
-
-
 def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue by ``shift`` (in turns, per image), keeping S and V."""
     r, g, b = images.unbind(1)
@@ -102,8 +89,8 @@ class BatchColorAugment:
     blur_prob) and RandomSolarize(128/255, solarize_prob), per image of a batch.
 
     Call it on float images in [0, 1], (N, 3, H, W); it returns a new tensor. On
-    CUDA, ``compile=True`` runs it through torch.compile (a few fused kernels instead
-    of about a hundred small ones; compiled once per batch shape).
+    CUDA, ``compile=True`` runs it through torch.compile (fused kernels instead of
+    one per elementwise op; compiled once per batch shape).
     """
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2,
