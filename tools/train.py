@@ -1,6 +1,6 @@
 """Train any toolkit config: pretraining, segmentation or semi-supervised.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--resume] [--cfg-options k=v ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--amp] [--compile] [--resume] [--cfg-options k=v ...]
     torchrun --nproc_per_node=8 tools/train.py CONFIG --launcher pytorch
 """
 import argparse
@@ -21,6 +21,9 @@ def parse_args():
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: bf16 where supported, else fp16 with dynamic loss scale')
     parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'], help='override the AMP dtype')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the training step (mmengine cfg.compile); the first '
+                             'iterations are slow while it compiles')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the newest checkpoint in the work dir')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -35,7 +38,7 @@ def parse_args():
 def main():
     args = parse_args()
     cfg = setup_config(args.config, args.work_dir, args.amp, args.amp_dtype, args.resume,
-                       args.cfg_options, args.launcher)
+                       args.cfg_options, args.launcher, args.compile)
     build_runner(cfg).train()
 
 
