@@ -24,11 +24,11 @@ def load_benchmark_tool():
 
 def test_tiny_benchmark_writes_json(tmp_path):
     out = tmp_path / 'bench.json'
-    load_benchmark_tool().main(['--tiny', '--out', str(out)])
+    load_benchmark_tool().main(['--tiny', '--sdpa-backends', 'math', '--out', str(out)])
     results = json.loads(out.read_text())
     assert {'environment', 'settings', 'pretrain_step', 'seg_step', 'backbone_inference', 'data'} <= set(results)
     variants = {row['variant'] for row in results['pretrain_step']}
-    assert variants == {'extrema', 'k1', 'naive_teacher', 'supervised_vit', 'roofline'}
+    assert variants == {'extrema', 'extrema[sdpa=math]', 'k1', 'naive_teacher', 'supervised_vit', 'roofline'}
     for row in results['pretrain_step']:
         if row['variant'] != 'roofline':
             assert {'step_s', 'images_per_s', 'gflop_per_step', 'achieved_gflop_s', 'mfu_vs_roofline',

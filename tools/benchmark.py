@@ -36,9 +36,10 @@ from mmengine.logging import MMLogger  # noqa: E402
 
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.benchmark import flops as flop_count  # noqa: E402
-from extrema.benchmark.steps import (SupervisedViT, autocast, build_optim_wrapper,  # noqa: E402
-                                     extrema_step, inference_step, masks_of, random_uint8_images,
-                                     supervised_step, teacher_per_mask_loss)
+from extrema.benchmark.steps import (SDPA_BACKENDS, SupervisedViT, autocast,  # noqa: E402
+                                     build_optim_wrapper, extrema_step, inference_step, masks_of,
+                                     random_uint8_images, supervised_step, teacher_per_mask_loss,
+                                     with_sdpa_backend)
 from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  # noqa: E402
                                       synchronize, time_interleaved)
 from extrema.models.extrema import ExtreMA  # noqa: E402
@@ -90,6 +91,9 @@ def parse_args(argv=None):
     parser.add_argument('--compile-modes', nargs='+', default=['default'],
                         help='torch.compile modes to time with --compile, one variant each '
                              '(e.g. default max-autotune-no-cudagraphs)')
+    parser.add_argument('--sdpa-backends', nargs='+', choices=list(SDPA_BACKENDS), default=[],
+                        help='pretrain-step: also time the eager ExtreMA step with attention '
+                             'restricted to each of these backends (default: torch picks)')
     parser.add_argument('--no-baselines', action='store_true',
                         help='pretrain-step: time only ExtreMA (and the compiled variant)')
     parser.add_argument('--profile', action='store_true',
@@ -192,6 +196,9 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
     data = dict(inputs=crops)  # the data preprocessor makes the two colour views in the step
     steps = {'extrema': extrema_step(model, optim_wrapper, data)}
     flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
+    for backend in args.sdpa_backends:
+        steps[f'extrema[sdpa={backend}]'] = with_sdpa_backend(steps['extrema'], backend)
+        flops[f'extrema[sdpa={backend}]'] = flops['extrema']
     if args.compile:
         for mode in args.compile_modes:
             name = 'extrema+compile' + ('' if mode == 'default' else f'({mode})')

@@ -69,6 +69,23 @@ def extrema_step(model: ExtreMA, optim_wrapper: OptimWrapper, batch: dict,
     return step
 
 
+SDPA_BACKENDS = {'flash': 'FLASH_ATTENTION', 'efficient': 'EFFICIENT_ATTENTION', 'cudnn': 'CUDNN_ATTENTION',
+                 'math': 'MATH'}
+
+
+def with_sdpa_backend(step: Callable[[], None], backend: str) -> Callable[[], None]:
+    """``step`` with ``F.scaled_dot_product_attention`` restricted to one backend
+    (the backward uses the kernel that the forward chose)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    choice = getattr(SDPBackend, SDPA_BACKENDS[backend])
+
+    def restricted():
+        with sdpa_kernel(choice):
+            step()
+
+    return restricted
+
+
 def masks_of(model: ExtreMA, num_masks: int) -> Callable:
     """``model.loss`` with ``num_masks`` masks of the model's ratio."""
     def loss_fn(inputs):
