@@ -8,7 +8,7 @@
   only on the kept samples.
 * ``patch_embed``: the non-overlapping patch convolution as one matmul. cuDNN runs a
   16x16 stride-16 convolution as a slow implicit GEMM (1.9 ms for 256 images on an
-  H200, against 0.1 ms for the matmul); on CPU the two take the same time.
+  H200, for a 59-GFLOP product); on CPU the two take the same time.
 
 Each is checked against its original in tests/test_benchmark.py.
 """
