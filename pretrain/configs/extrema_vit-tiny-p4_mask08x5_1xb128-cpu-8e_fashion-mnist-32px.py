@@ -6,7 +6,9 @@
 # the official code) does not. Measured after 234 steps, k-NN top-1 at 10% labels on the full
 # test set (instance / mean-token features): random init 63.92 / 62.25; BYOL lr 1e-3, momentum
 # 0.996: 59.10 / 61.17; BYOL lr 2.5e-4, momentum 0.99: 61.61 / 62.70; InfoNCE lr 5e-4, momentum
-# 0.99 (this config): 65.15 / 65.68. For the paper's BYOL: model.loss_type='byol'.
+# 0.99 (this config): 65.15 / 65.68, and 64.60 / 66.45 with the colour jitter on the device
+# (TwoViewDataPreprocessor; the others ran it in the workers). For the paper's BYOL:
+# model.loss_type='byol'.
 _base_ = [
     '_base_/models/extrema_vit-b-p16.py',
     '_base_/schedules/adamw_300e.py',
