@@ -403,11 +403,11 @@ def write_jpeg_folder(root: str, count: int, generator: torch.Generator) -> None
 
 
 def loader_images_per_s(dataset, batch: int, workers: int, batches: int, device: torch.device) -> float:
-    """Images/s of a DataLoader as the configs build it, after its first batch."""
-    from torch.utils.data import DataLoader
-    repeats = -(-(batches + 1) * batch // len(dataset))
-    dataset.samples = dataset.samples * repeats
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+    """Images/s of a DataLoader as the configs build it, after its first batch
+    (a small dataset is drawn from with replacement)."""
+    from torch.utils.data import DataLoader, RandomSampler
+    sampler = RandomSampler(dataset, replacement=True, num_samples=(batches + 1) * batch)
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=True,
                         pin_memory=device.type == 'cuda', persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)
@@ -440,10 +440,8 @@ def data_scenario(args, results):
         images = len(dataset)
         per_worker = images / median(times['crop_item'])
         batch = args.batch_size or FULL_BATCH[args.device.type]['base']
-        samples = dataset.samples
         loader = {}
         for workers in (args.loader_workers or [default_workers]) if args.loader_batches else []:
-            dataset.samples = samples
             loader[workers] = loader_images_per_s(dataset, batch, workers, args.loader_batches, args.device)
     preprocessor = TwoViewDataPreprocessor().to(args.device)
     crops = random_uint8_images(batch, args.data_size, args.device, torch.Generator().manual_seed(0))
@@ -489,12 +487,9 @@ def print_profile(step, device: torch.device, rows: int = 25) -> None:
     """Top operators of one step; on CUDA also its device time by kernel kind."""
     from torch.profiler import ProfilerActivity, profile
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
-    synchronize(device)
-    start = time.perf_counter()
     with profile(activities=activities) as prof:
         step()
         synchronize(device)
-    wall = time.perf_counter() - start
     sort = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     print(prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=60), flush=True)
     if device.type != 'cuda':
@@ -507,8 +502,7 @@ def print_profile(step, device: torch.device, rows: int = 25) -> None:
     busy = sum(kinds.values())
     table = [dict(kind=kind, device_ms=1e3 * t, share=t / busy) for kind, t in
              sorted(kinds.items(), key=lambda item: -item[1])]
-    table.append(dict(kind=f'all kernels (device busy {busy / wall:.0%} of the profiled step)',
-                      device_ms=1e3 * busy, share=1.))
+    table.append(dict(kind='all kernels', device_ms=1e3 * busy, share=1.))
     print_table(table, [('kind', '{}'), ('device_ms', '{:.1f}'), ('share', '{:.0%}')])
 
 

@@ -1,4 +1,4 @@
-"""Layers on the ViT's hot path that run faster on CPU than their timm/torch originals.
+"""Layers on the ViT's hot path that run faster than their timm/torch originals.
 
 * ``linear`` / ``Linear`` / ``Mlp``: on CPU in eager fp32, oneDNN's GEMM with the bias
   (and GELU) fused is 10-25% faster than MKL's here (docs/benchmark.md); elsewhere,
