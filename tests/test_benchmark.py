@@ -34,6 +34,9 @@ def test_tiny_benchmark_writes_json(tmp_path):
             assert {'step_s', 'images_per_s', 'gflop_per_step', 'achieved_gflop_s', 'mfu_vs_roofline',
                     'peak_gib', 'time_vs_extrema'} <= set(row)
             assert row['step_s'] > 0 and row['peak_gib'] > 0
+    attention = {row['backend']: row for row in results['attention']}
+    assert set(attention) == {'default', 'math'}
+    assert all(row['student_ms'] > 0 and row['teacher_ms'] > 0 for row in attention.values())
     seg = results['seg_step']
     assert 'skipped' in seg or {row['backbone'] for row in seg} == {'extremavit', 'mmseg_mae'}
     assert {row['model'] for row in results['backbone_inference']} >= {'timm_vit'}

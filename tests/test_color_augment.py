@@ -3,6 +3,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from extrema.models import TwoViewDataPreprocessor
 from extrema.models.color_augment import BatchColorAugment, gaussian_blur, jitter_step, to_grayscale
 
 TORCHVISION_OPS = {'brightness': TF.adjust_brightness, 'contrast': TF.adjust_contrast,
@@ -98,3 +99,33 @@ def test_selecting_computed_rows_equals_computing_only_those_rows(monkeypatch):
     monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
     every_row = augment.apply(images, params)
     torch.testing.assert_close(every_row, rows_only, atol=1e-6, rtol=0)
+
+
+def expected_views(preprocessor, crops, seed):
+    """The views replayed op by op: the draws in the preprocessor's order, the colour on
+    [0, 1] pixels, then (255 x - mean) / std."""
+    torch.manual_seed(seed)
+    return [(color.apply(crops.float() / 255, color.sample_params(len(crops))) * 255 - preprocessor.mean)
+            / preprocessor.std for color in (preprocessor.student_color, preprocessor.teacher_color)]
+
+
+def test_preprocessor_views_are_the_normalised_colour_draws():
+    crops = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    preprocessor = TwoViewDataPreprocessor(color_mode='color_teacher_extra')
+    torch.manual_seed(3)
+    views = preprocessor(dict(inputs=crops.clone()), True)['inputs']
+    for view, expected in zip(views, expected_views(preprocessor, crops, seed=3)):
+        assert view.dtype == torch.float32
+        torch.testing.assert_close(view, expected, atol=2e-5, rtol=0)
+
+
+def test_compiled_views_are_one_graph_and_equal_eager():
+    """What runs on CUDA: both views from the uint8 crops in one compiled graph
+    (fullgraph: no graph break), equal to the eager views."""
+    crops = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    preprocessor = TwoViewDataPreprocessor(color_mode='color_teacher_extra')
+    params = [color.sample_params(4, torch.Generator().manual_seed(i))
+              for i, color in enumerate((preprocessor.student_color, preprocessor.teacher_color))]
+    compiled = torch.compile(preprocessor.colour_views, dynamic=False, fullgraph=True)
+    for view, eager in zip(compiled(crops, *params), preprocessor.colour_views(crops, *params)):
+        torch.testing.assert_close(view, eager, atol=5e-5, rtol=0)

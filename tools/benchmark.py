@@ -36,8 +36,8 @@ from mmengine.logging import MMLogger  # noqa: E402
 
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.benchmark import flops as flop_count  # noqa: E402
-from extrema.benchmark.steps import (SDPA_BACKENDS, SupervisedViT, autocast,  # noqa: E402
-                                     build_optim_wrapper, extrema_step, inference_step, masks_of,
+from extrema.benchmark.steps import (SDPA_BACKENDS, SupervisedViT, attention_step,  # noqa: E402
+                                     autocast, build_optim_wrapper, extrema_step, inference_step, masks_of,
                                      random_uint8_images, supervised_step, teacher_per_mask_loss,
                                      with_sdpa_backend)
 from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  # noqa: E402
@@ -93,7 +93,8 @@ def parse_args(argv=None):
                              '(e.g. default max-autotune-no-cudagraphs)')
     parser.add_argument('--sdpa-backends', nargs='+', choices=list(SDPA_BACKENDS), default=[],
                         help='pretrain-step: also time the eager ExtreMA step with attention '
-                             'restricted to each of these backends (default: torch picks)')
+                             'restricted to each of these backends (default: torch picks), and '
+                             'attention alone at the student and teacher shapes per backend')
     parser.add_argument('--no-baselines', action='store_true',
                         help='pretrain-step: time only ExtreMA (and the compiled variant)')
     parser.add_argument('--profile', action='store_true',
@@ -182,8 +183,9 @@ def summarise(times, cpu_times, flops_per_step, images_per_step, memory, rooflin
 
 
 # ------------------------------------------------------------------ pretrain-step
-def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
-    """{variant: step} and {variant: FLOPs per step}; the ExtreMA variants share one model."""
+def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int, sdpa_backends=()):
+    """{variant: step} and {variant: FLOPs per step}; the ExtreMA variants share one model.
+    ``sdpa_backends``: one eager variant each, with attention restricted to that backend."""
     device = args.device
     torch.manual_seed(0)
     head = dict(proj_hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
@@ -196,7 +198,7 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
     data = dict(inputs=crops)  # the data preprocessor makes the two colour views in the step
     steps = {'extrema': extrema_step(model, optim_wrapper, data)}
     flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
-    for backend in args.sdpa_backends:
+    for backend in sdpa_backends:
         steps[f'extrema[sdpa={backend}]'] = with_sdpa_backend(steps['extrema'], backend)
         flops[f'extrema[sdpa={backend}]'] = flops['extrema']
     if args.compile:
@@ -222,12 +224,17 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int):
 
 def pretrain_scenario(args, results):
     device, peak = args.device, peak_flops(args)
-    rows = []
+    rows, attention_rows = [], []
     for arch_name in args.archs:
         arch = arch_of(arch_name)
         batch = args.batch_size or FULL_BATCH[device.type].get(arch_name, 8)
         for ratio, num_masks in args.masks:
-            steps, flops = pretrain_steps(args, arch, batch, ratio, num_masks)
+            backends = []
+            if args.sdpa_backends:
+                rows_by_backend = attention_by_backend(args, arch_name, batch, ratio, num_masks)
+                attention_rows.extend(rows_by_backend)
+                backends = [row['backend'] for row in rows_by_backend[1:] if row.get('total_ms') is not None]
+            steps, flops = pretrain_steps(args, arch, batch, ratio, num_masks, backends)
             # Roofline: the student's MLP fc1, (K*B*L, D) x (D, 4D), in the run's dtype.
             tokens = num_masks * batch * num_visible((args.img_size // args.patch_size) ** 2, ratio)
             dim = arch['embed_dim']
@@ -253,6 +260,49 @@ def pretrain_scenario(args, results):
             del steps
             release_memory(device)
     results['pretrain_step'] = rows
+    if attention_rows:
+        results['attention'] = attention_rows
+
+
+def attention_by_backend(args, arch_name: str, batch: int, ratio: float, num_masks: int):
+    """Device time of attention alone in one step, per SDPA backend: the student's
+    K*B sequences of L visible tokens (forward and backward) and the teacher's B
+    sequences of all N tokens (forward), times the depth. A backend that refuses a
+    shape (dtype, device) gets no figure for it, and no step variant."""
+    device, dtype, arch = args.device, getattr(torch, args.amp or 'float32'), arch_of(arch_name)
+    num_tokens = (args.img_size // args.patch_size) ** 2
+    shapes = dict(student=(num_masks * batch, num_visible(num_tokens, ratio), True),
+                  teacher=(batch, num_tokens, False))
+    steps, refused = {}, {}
+    for backend in ['default'] + args.sdpa_backends:
+        for branch, (seqs, length, backward) in shapes.items():
+            step = attention_step(seqs, length, arch['embed_dim'], arch['num_heads'], device, dtype, backward)
+            if backend != 'default':
+                step = with_sdpa_backend(step, backend)
+            try:
+                step()
+            except RuntimeError as error:  # e.g. no such kernel for this device or dtype
+                refused[(backend, branch)] = str(error).splitlines()[0][:120]
+                continue
+            steps[(backend, branch)] = step
+    times, _ = time_interleaved(steps, device, args.warmup, max(args.repeats, 5))
+    rows = []
+    for backend in ['default'] + args.sdpa_backends:
+        row = dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, backend=backend)
+        for branch in shapes:
+            key = (backend, branch)
+            row[f'{branch}_ms'] = 1e3 * arch['depth'] * median(times[key]) if key in steps else None
+            if key in refused:
+                row[f'{branch}_refused'] = refused[key]
+        if row['student_ms'] is not None and row['teacher_ms'] is not None:
+            row['total_ms'] = row['student_ms'] + row['teacher_ms']
+        rows.append(row)
+    print('attention alone, per step (student: forward + backward, teacher: forward; x depth)')
+    for (backend, branch), reason in refused.items():
+        print(f'  sdpa={backend} refused the {branch} shape: {reason}')
+    print_table(rows, [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('backend', '{}'), ('student_ms', '{:.2f}'),
+                       ('teacher_ms', '{:.2f}'), ('total_ms', '{:.2f}')])
+    return rows
 
 
 PRETRAIN_COLUMNS = [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('variant', '{}'),

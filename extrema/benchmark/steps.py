@@ -86,6 +86,25 @@ def with_sdpa_backend(step: Callable[[], None], backend: str) -> Callable[[], No
     return restricted
 
 
+def attention_step(batch: int, length: int, dim: int, num_heads: int, device: torch.device,
+                   dtype: torch.dtype, backward: bool) -> Callable[[], None]:
+    """One ``F.scaled_dot_product_attention`` call of a block (with its backward when
+    ``backward``), with q, k, v laid out as ``Attention`` makes them: views of one
+    (B, L, 3, heads, head_dim) qkv tensor."""
+    qkv = torch.randn(batch, length, 3, num_heads, dim // num_heads, device=device, dtype=dtype,
+                      requires_grad=backward)
+    grad = torch.randn(batch, num_heads, length, dim // num_heads, device=device, dtype=dtype)
+
+    def step():
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        if backward:
+            qkv.grad = None
+            out.backward(grad)
+
+    return step
+
+
 def masks_of(model: ExtreMA, num_masks: int) -> Callable:
     """``model.loss`` with ``num_masks`` masks of the model's ratio."""
     def loss_fn(inputs):

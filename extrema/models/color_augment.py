@@ -88,16 +88,16 @@ class BatchColorAugment:
     RandomGrayscale(grayscale_prob), then optionally RandomApply(GaussianBlur,
     blur_prob) and RandomSolarize(128/255, solarize_prob), per image of a batch.
 
-    Call it on float images in [0, 1], (N, 3, H, W); it returns a new tensor. On
-    CUDA, ``compile=True`` runs it through torch.compile (fused kernels instead of
-    one per elementwise op; compiled once per batch shape).
+    Call it on float images in [0, 1], (N, 3, H, W); it returns a new tensor.
+    ``draw`` + ``apply`` split the call, so that ``apply`` can run inside a
+    compiled function (``TwoViewDataPreprocessor`` does that on CUDA).
     """
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.2,
                  hue: float = 0.1, jitter_prob: float = 0.8, grayscale_prob: float = 0.2,
                  blur_prob: float = 0., blur_sigma: Sequence[float] = (0.1, 2.0),
                  blur_kernel_size: int = 23, solarize_prob: float = 0.,
-                 solarize_threshold: float = 128 / 255, compile: bool = True):
+                 solarize_threshold: float = 128 / 255):
         if not 0 <= hue <= 0.5:
             raise ValueError(f'hue must be in [0, 0.5], got {hue}')
         if blur_kernel_size % 2 == 0:
@@ -111,8 +111,6 @@ class BatchColorAugment:
         self.blur_kernel_size = blur_kernel_size
         self.solarize_prob = solarize_prob
         self.solarize_threshold = solarize_threshold
-        self.compile = compile
-        self._compiled_apply = None
 
     def sample_params(self, batch: int, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         """The random draws for ``batch`` images, on the CPU."""
@@ -145,15 +143,15 @@ class BatchColorAugment:
             x = torch.where(solarize, 1 - x, x)
         return x
 
+    def draw(self, batch: int, device: torch.device,
+             generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
+        """``sample_params`` moved to ``device``: one non-blocking copy per tensor,
+        from pinned memory on CUDA, so the host does not wait for the device."""
+        params = self.sample_params(batch, generator)
+        if device.type == 'cpu':
+            return params
+        pin = device.type == 'cuda'
+        return {k: (v.pin_memory() if pin else v).to(device, non_blocking=True) for k, v in params.items()}
+
     def __call__(self, images: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        params = self.sample_params(images.shape[0], generator)
-        if images.device.type == 'cpu':
-            return self.apply(images, params)
-        pin = images.device.type == 'cuda'
-        params = {k: (v.pin_memory() if pin else v).to(images.device, non_blocking=True)
-                  for k, v in params.items()}
-        if not self.compile:
-            return self.apply(images, params)
-        if self._compiled_apply is None:
-            self._compiled_apply = torch.compile(self.apply, dynamic=False)
-        return self._compiled_apply(images, params)
+        return self.apply(images, self.draw(images.shape[0], images.device, generator))
