@@ -126,6 +126,6 @@ def test_compiled_views_are_one_graph_and_equal_eager():
     preprocessor = TwoViewDataPreprocessor(color_mode='color_teacher_extra')
     params = [color.sample_params(4, torch.Generator().manual_seed(i))
               for i, color in enumerate((preprocessor.student_color, preprocessor.teacher_color))]
-    compiled = torch.compile(preprocessor.colour_views, dynamic=False, fullgraph=True)
-    for view, eager in zip(compiled(crops, *params), preprocessor.colour_views(crops, *params)):
+    compiled = torch.compile(preprocessor.color_views, dynamic=False, fullgraph=True)
+    for view, eager in zip(compiled(crops, *params), preprocessor.color_views(crops, *params)):
         torch.testing.assert_close(view, eager, atol=5e-5, rtol=0)

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -87,7 +88,8 @@ def parse_args(argv=None):
     parser.add_argument('--amp', choices=['bfloat16', 'float16', 'none'], default=None,
                         help='autocast dtype (default: bfloat16 on CUDA, none on CPU)')
     parser.add_argument('--compile', action='store_true',
-                        help='also time the ExtreMA step with torch.compile on the loss forward')
+                        help='also time the ExtreMA step with torch.compile on the loss forward (and '
+                             'the naive teacher-per-mask step, compiled alike)')
     parser.add_argument('--compile-modes', nargs='+', default=['default'],
                         help='torch.compile modes to time with --compile, one variant each '
                              '(e.g. default max-autotune-no-cudagraphs)')
@@ -210,9 +212,12 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int, s
         return steps, flops
     steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
     flops['k1'] = flop_count.extrema_step_flops(dict(model.config, num_masks=1), batch)['total']
-    steps['naive_teacher'] = extrema_step(model, optim_wrapper, data,
-                                          lambda inputs: teacher_per_mask_loss(model, inputs))
+    naive_loss = partial(teacher_per_mask_loss, model)
+    steps['naive_teacher'] = extrema_step(model, optim_wrapper, data, naive_loss)
     flops['naive_teacher'] = flop_count.extrema_step_flops(model.config, batch, teacher_passes=num_masks)['total']
+    if args.compile:  # like with like: the naive step compiled as ExtreMA's (default mode)
+        steps['naive_teacher+compile'] = extrema_step(model, optim_wrapper, data, torch.compile(naive_loss))
+        flops['naive_teacher+compile'] = flops['naive_teacher']
     supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
     labels = torch.randint(0, 1000, (batch,), generator=generator).to(device)
     steps['supervised_vit'] = supervised_step(supervised, build_optim_wrapper(supervised, device, args.amp),
@@ -250,6 +255,8 @@ def pretrain_scenario(args, results):
                     times[name], cpu_times[name] if device.type == 'cpu' else None, flops[name], batch,
                     memory[name], roofline, roofline_cpu, peak))
                 row['time_vs_extrema'] = row['step_s'] / base
+                if 'extrema+compile' in times:
+                    row['time_vs_compiled'] = row['step_s'] / median(times['extrema+compile'])
                 rows.append(row)
             rows.append(dict(config, variant='roofline', matmul_shape=[tokens, dim, 4 * dim],
                              achieved_gflop_s=gflops(roofline), mfu_vs_peak=roofline / peak if peak else None,
@@ -306,7 +313,8 @@ def attention_by_backend(args, arch_name: str, batch: int, ratio: float, num_mas
 
 
 PRETRAIN_COLUMNS = [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('variant', '{}'),
-                    ('step_s', '{:.3f}'), ('time_vs_extrema', '{:.2f}x'), ('images_per_s', '{:.1f}'),
+                    ('step_s', '{:.3f}'), ('time_vs_extrema', '{:.2f}x'), ('time_vs_compiled', '{:.2f}x'),
+                    ('images_per_s', '{:.1f}'),
                     ('gflop_per_step', '{:.0f}'), ('achieved_gflop_s', '{:.1f}'),
                     ('mfu_vs_roofline', '{:.2f}'), ('mfu_vs_peak', '{:.2f}'), ('cpu_s', '{:.2f}'),
                     ('gflop_per_cpu_s', '{:.1f}'), ('cpu_mfu_vs_roofline', '{:.2f}'), ('peak_gib', '{:.2f}'),

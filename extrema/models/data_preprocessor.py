@@ -62,7 +62,7 @@ class TwoViewDataPreprocessor(NormalizeDataPreprocessor):
         self.compile_color = compile_color
         self._compiled_views = None
 
-    def colour_views(self, crops: torch.Tensor, student_params: dict, teacher_params: dict) -> list:
+    def color_views(self, crops: torch.Tensor, student_params: dict, teacher_params: dict) -> list:
         """uint8 crops -> [student view, teacher view], each coloured with its draws and
         normalised: (255 * x - mean) / std computed as one multiply-add."""
         pixels = crops / 255  # uint8 -> float32 in [0, 1], one pass
@@ -80,9 +80,9 @@ class TwoViewDataPreprocessor(NormalizeDataPreprocessor):
             view = self.normalize(crops)
             return dict(inputs=[view, view], data_samples=data.get('data_samples'))
         params = [color.draw(len(crops), crops.device) for color in (self.student_color, self.teacher_color)]
-        make_views = self.colour_views
+        make_views = self.color_views
         if crops.device.type == 'cuda' and self.compile_color:
             if self._compiled_views is None:
-                self._compiled_views = torch.compile(self.colour_views, dynamic=False)
+                self._compiled_views = torch.compile(self.color_views, dynamic=False)
             make_views = self._compiled_views
         return dict(inputs=make_views(crops, *params), data_samples=data.get('data_samples'))
