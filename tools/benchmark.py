@@ -565,6 +565,8 @@ def print_profile(step, device: torch.device, rows: int = 25) -> None:
 
 
 def print_table(rows, columns):
+    """Rows as right-aligned columns; a column that no row has is left out."""
+    columns = [(name, fmt) for name, fmt in columns if any(row.get(name) is not None for row in rows)]
     header = [name for name, _ in columns]
     lines = [[fmt.format(row[name]) if row.get(name) is not None else '-' for name, fmt in columns]
              for row in rows]
