@@ -6,10 +6,11 @@
 # PART (default: step rest):
 #   step      80%x5: eager and torch.compile beside K=1, the naive teacher per mask, supervised timm
 #             ViT and the roofline; the eager step and attention alone per SDPA backend; device time
-#             by kernel kind of the compiled step                              (about 3 min, H200)
+#             by kernel kind of the compiled step                              (limit 4.5 min)
 #   rest      90%x8 step, fp16 with GradScaler, UperNet seg-step beside mmseg's MAE, backbone
-#             inference beside timm, data loader throughput                    (about 3 min)
-#   autotune  torch.compile(mode='max-autotune-no-cudagraphs'); its autotuning may take > 5 min
+#             inference beside timm, data loader throughput                    (limit 3.5 min)
+#   autotune  torch.compile(mode='max-autotune-no-cudagraphs'); its autotuning took > 280 s on an H200
+#             (limit 5.5 min)
 # Each part writes OUT_DIR/<part>*.json and .log, and stops at its own time limit, so a slow part
 # never takes the others' time.
 set -u
