@@ -200,19 +200,42 @@ def test_resume_finds_newest_checkpoint_without_pointer(tmp_path):
     assert find_resume_checkpoint(str(tmp_path / 'empty')) is None
 
 
-@pytest.mark.parametrize('speedup,wrapper', [(0.025, 'OptimWrapper'), (1.7, 'AmpOptimWrapper')])
-def test_amp_on_cpu_uses_bf16_only_where_it_is_faster(tmp_path, fashion_mnist_folder, monkeypatch, speedup, wrapper):
+def test_amp_on_a_cpu_without_fast_bf16_trains_in_fp32(tmp_path, fashion_mnist_folder, monkeypatch):
     import extrema.engine.launch as launch
     monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
-    monkeypatch.setattr(launch, 'cpu_bf16_speedup', lambda: speedup)
-    config = write_config(tmp_path, fashion_mnist_folder, 'amp.py')
-    if wrapper == 'OptimWrapper':
-        with pytest.warns(UserWarning, match='0.03x the speed of fp32'):
-            cfg = setup_config(config, amp=True)
-    else:
-        cfg = setup_config(config, amp=True)
-        assert cfg.optim_wrapper.dtype == 'bfloat16'
-    assert cfg.optim_wrapper.type == wrapper
+    monkeypatch.setattr(launch, 'cpu_bf16_speedup', lambda: 0.025)
+    with pytest.warns(UserWarning, match='0.03x the speed of fp32'):
+        cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'amp.py'), amp=True)
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    with pytest.raises(ValueError, match='float16 needs a GPU'):
+        setup_config(write_config(tmp_path, fashion_mnist_folder, 'amp.py'), amp=True, amp_dtype='float16')
+
+
+def test_amp_on_a_cpu_with_fast_bf16_trains_in_bf16(tmp_path, fashion_mnist_folder, monkeypatch):
+    """Where the probe finds bf16 faster, --amp trains a CPU run under bf16 autocast
+    (mmengine's AmpOptimWrapper would refuse: it asserts a GPU)."""
+    import extrema.engine.launch as launch
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(launch, 'cpu_bf16_speedup', lambda: 1.7)
+    cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'amp.py'), amp=True,
+                       work_dir=str(tmp_path / 'amp'))
+    assert (cfg.optim_wrapper.type, cfg.optim_wrapper.dtype) == ('extrema.AutocastOptimWrapper', 'bfloat16')
+    runner = build_runner(cfg)
+    seen = []
+    runner.model.predictor.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    start = [p.detach().clone() for p in runner.model.student.parameters()]
+    runner.train()
+    assert seen and set(seen) == {torch.bfloat16}  # the forward ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in runner.model.parameters())  # fp32 master weights
+    assert all(not torch.equal(a, b) for a, b in zip(start, runner.model.student.parameters()))
+    assert (tmp_path / 'amp/epoch_2.pth').exists()
+
+
+def test_autocast_wrapper_refuses_fp16():
+    from extrema.engine import AutocastOptimWrapper
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match='loss scale'):
+        AutocastOptimWrapper(optimizer, dtype='float16')
 
 
 def test_bf16_probe_measures_something():

@@ -11,6 +11,9 @@
 #             inference beside timm, data loader throughput                    (limit 3.5 min)
 #   autotune  torch.compile(mode='max-autotune-no-cudagraphs'); its autotuning took > 280 s on an H200
 #             (limit 5.5 min)
+#   train     tools/train.py --amp --compile on the tiny config, 2 epochs of 512 random 32 px images:
+#             the runner's path (bf16, compiled train_step, device colour views) works on CUDA
+#             (limit 4 min)
 # Each part writes OUT_DIR/<part>*.json and .log, and stops at its own time limit, so a slow part
 # never takes the others' time.
 set -u
@@ -41,8 +44,29 @@ for part in $PARTS; do
     autotune)
       bench autotune 330 --masks 0.8x5 --no-baselines --compile \
         --compile-modes max-autotune-no-cudagraphs --scenarios pretrain-step ;;
+    train)
+      data="$OUT/train_data"
+      "$PYTHON" - "$data" <<'EOF_PY'
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+root, rng = sys.argv[1], np.random.default_rng(0)
+for label in range(4):
+    os.makedirs(f'{root}/train/class{label}', exist_ok=True)
+    for i in range(128):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(f'{root}/train/class{label}/{i}.png')
+EOF_PY
+      echo "== train (limit 240 s)"
+      timeout 240 "$PYTHON" tools/train.py \
+        pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py --amp --compile \
+        --work-dir "$OUT/train" --cfg-options train_dataloader.dataset.data_root="$data" \
+        train_cfg.max_epochs=2 param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2 \
+        param_scheduler.1.T_max=1 default_hooks.logger.interval=1 2>&1 | tee "$OUT/train.log" ;;
     *)
-      echo "unknown part '$part': choose from step rest autotune" >&2
+      echo "unknown part '$part': choose from step rest autotune train" >&2
       exit 2 ;;
   esac
 done

@@ -21,13 +21,16 @@ AMP_DTYPES = ('bfloat16', 'float16')
 def build_optim_wrapper(model: nn.Module, device: torch.device, amp: Optional[str] = None,
                         lr: float = 1.5e-4) -> OptimWrapper:
     """The pretraining optimiser as ``tools/train.py`` builds it: fused AdamW (0.9, 0.95),
-    wd 0.1 with [no_decay, decay] groups; mixed precision through mmengine's AmpOptimWrapper."""
+    wd 0.1 with [no_decay, decay] groups; mixed precision through mmengine's AmpOptimWrapper
+    on GPU, bf16 through ``AutocastOptimWrapper`` on CPU."""
     optimizer = dict(type='AdamW', lr=lr, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     if amp is None:
         cfg = dict(type='OptimWrapper', optimizer=optimizer)
+    elif amp not in AMP_DTYPES:
+        raise ValueError(f'amp must be one of {AMP_DTYPES} or None, got {amp!r}')
+    elif device.type == 'cpu':
+        cfg = dict(type='extrema.AutocastOptimWrapper', dtype=amp, optimizer=optimizer)
     else:
-        if amp not in AMP_DTYPES:
-            raise ValueError(f'amp must be one of {AMP_DTYPES} or None, got {amp!r}')
         cfg = dict(type='AmpOptimWrapper', dtype=amp, optimizer=optimizer, loss_scale='dynamic')
     return DecayGroupsOptimWrapperConstructor(cfg)(model)
 

@@ -1,10 +1,14 @@
-"""Optimizer wrapper constructors."""
+"""Optimizer wrappers and their constructors."""
+from contextlib import contextmanager
+
+import torch
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
+from ..registry import OPTIM_WRAPPERS as EXTREMA_OPTIM_WRAPPERS
 
 NO_DECAY_NAMES = ('cls_token', 'pos_embed', 'mask_token')
 
@@ -32,3 +36,24 @@ class DecayGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optimizer_cfg['params'] = [dict(params=no_decay, weight_decay=0.), dict(params=decay)]
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(self.optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
+
+
+@EXTREMA_OPTIM_WRAPPERS.register_module()
+class AutocastOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` whose forward runs under bf16 ``torch.autocast`` on the model's
+    device, with no loss scaling (bf16 has fp32's range). It is what ``--amp`` uses on a
+    CPU with fast native bf16: mmengine's ``AmpOptimWrapper`` asserts a GPU.
+    In configs of other scopes: ``type='extrema.AutocastOptimWrapper'``."""
+
+    def __init__(self, optimizer, dtype: str = 'bfloat16', **kwargs):
+        if dtype != 'bfloat16':
+            raise ValueError(f"AutocastOptimWrapper supports dtype='bfloat16' only, got {dtype!r}: "
+                             'float16 needs a loss scale (AmpOptimWrapper, on a GPU).')
+        super().__init__(optimizer, **kwargs)
+        self.dtype = torch.bfloat16
+
+    @contextmanager
+    def optim_context(self, model: nn.Module):
+        device = next(model.parameters()).device.type
+        with super().optim_context(model), torch.autocast(device, dtype=self.dtype):
+            yield

@@ -85,4 +85,6 @@ class TwoViewDataPreprocessor(NormalizeDataPreprocessor):
             if self._compiled_views is None:
                 self._compiled_views = torch.compile(self.color_views, dynamic=False)
             make_views = self._compiled_views
-        return dict(inputs=make_views(crops, *params), data_samples=data.get('data_samples'))
+        with torch.autocast(crops.device.type, enabled=False):  # the blur's conv2d stays fp32 under AMP
+            views = make_views(crops, *params)
+        return dict(inputs=views, data_samples=data.get('data_samples'))
