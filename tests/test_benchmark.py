@@ -156,6 +156,31 @@ def test_patch_embed_matmul_matches_the_convolution():
         torch.testing.assert_close(p.grad, e, atol=1e-4, rtol=1e-4)
 
 
+def test_short_bf16_cpu_attention_takes_the_math_path_with_the_same_result():
+    """Below 128 tokens, bf16 training attention on CPU goes through the math backend
+    (its output and gradients equal the default kernel's to bf16 precision); inference,
+    fp32 and long sequences keep the default."""
+    from extrema.models.layers import attention, prefers_math_attention
+    torch.manual_seed(0)
+    qkv = torch.randn(3, 4, 6, 39, 32, dtype=torch.bfloat16, requires_grad=True)
+    q, k, v = qkv.unbind(0)
+    assert prefers_math_attention(q)
+    with torch.no_grad():
+        assert not prefers_math_attention(q)
+    assert not prefers_math_attention(q.float())
+    assert not prefers_math_attention(torch.randn(4, 6, 196, 32, dtype=torch.bfloat16, requires_grad=True))
+    grad = torch.randn(4, 6, 39, 32, dtype=torch.bfloat16)
+    out = attention(q, k, v)
+    out.backward(grad)
+    ours = qkv.grad.clone()
+    qkv.grad = None
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        reference = F.scaled_dot_product_attention(q, k, v)
+    reference.backward(grad)
+    torch.testing.assert_close(out, reference, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(ours, qkv.grad, atol=3e-2, rtol=3e-2)
+
+
 def test_compile_flag_sets_mmengine_compile():
     from extrema.engine.launch import setup_config
     config = os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py')

@@ -9,6 +9,10 @@
 * ``patch_embed``: the non-overlapping patch convolution as one matmul. cuDNN runs a
   16x16 stride-16 convolution as a slow implicit GEMM (1.9 ms for 256 images on an
   H200, for a 59-GFLOP product); on CPU the two take the same time.
+* ``attention``: ``F.scaled_dot_product_attention``; in bf16 on CPU, when a gradient is
+  needed and the sequence is short, through the math backend, because torch's CPU
+  flash kernel has a slow bf16 backward there (1.5-3.7x the math path's time below 128
+  tokens, docs/benchmark.md).
 
 Each is checked against its original in tests/test_benchmark.py.
 """
@@ -17,6 +21,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 
@@ -90,6 +95,26 @@ def patch_embed(x: torch.Tensor, proj: nn.Conv2d) -> torch.Tensor:
     patches = x.reshape(batch, channels, height // ph, ph, width // pw, pw).permute(0, 2, 4, 1, 3, 5)
     patches = patches.reshape(batch, -1, channels * ph * pw)
     return linear(patches, proj.weight.reshape(proj.out_channels, -1), proj.bias)
+
+
+MATH_ATTENTION_MAX_TOKENS = 128  # bf16 on CPU, forward + backward: flash is slower below this
+
+
+def prefers_math_attention(q: torch.Tensor) -> bool:
+    """Eager bf16 on CPU with a gradient to compute and fewer than 128 query tokens."""
+    return (q.device.type == 'cpu' and q.dtype == torch.bfloat16 and q.requires_grad
+            and torch.is_grad_enabled() and q.shape[-2] < MATH_ATTENTION_MAX_TOKENS
+            and not torch.compiler.is_compiling())
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+              dropout_p: float = 0.) -> torch.Tensor:
+    """``F.scaled_dot_product_attention`` on (B, heads, L, head_dim); the math backend
+    where ``prefers_math_attention``."""
+    if prefers_math_attention(q):
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
 
 
 class Linear(nn.Linear):

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
 
-from .layers import Linear, Mlp, patch_embed, residual
+from .layers import Linear, Mlp, attention, patch_embed, residual
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),
@@ -131,8 +131,7 @@ class Attention(nn.Module):
         bias = self.relative_position_bias()
         if bias is not None:
             bias = bias.to(q.dtype)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.)
+        x = attention(q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.)
         x = x.transpose(1, 2).reshape(batch, length, dim)
         return self.proj_drop(self.proj(x))
 
