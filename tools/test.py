@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import extrema  # noqa: E402,F401  (shims and registration before any config is read)
-from extrema.engine.launch import DictAction, build_runner, setup_config  # noqa: E402
+from extrema.engine.launch import DictAction, build_runner, close_process_group, setup_config  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -67,6 +67,7 @@ def setup_test_config(args):
 def main():
     args = parse_args()
     build_runner(setup_test_config(args)).test()
+    close_process_group()
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import extrema  # noqa: E402,F401  (shims and registration before any config is read)
-from extrema.engine.launch import DictAction, build_runner, setup_config  # noqa: E402
+from extrema.engine.launch import DictAction, build_runner, close_process_group, setup_config  # noqa: E402
 
 
 def parse_args():
@@ -40,6 +40,7 @@ def main():
     cfg = setup_config(args.config, args.work_dir, args.amp, args.amp_dtype, args.resume,
                        args.cfg_options, args.launcher, args.compile)
     build_runner(cfg).train()
+    close_process_group()
 
 
 if __name__ == '__main__':
