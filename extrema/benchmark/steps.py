@@ -90,20 +90,22 @@ def with_sdpa_backend(step: Callable[[], None], backend: str) -> Callable[[], No
 
 
 def attention_step(batch: int, length: int, dim: int, num_heads: int, device: torch.device,
-                   dtype: torch.dtype, backward: bool) -> Callable[[], None]:
-    """One ``F.scaled_dot_product_attention`` call of a block (with its backward when
-    ``backward``), with q, k, v laid out as ``Attention`` makes them: views of one
-    (B, L, 3, heads, head_dim) qkv tensor."""
+                   dtype: torch.dtype, backward: bool, calls: int = 1) -> Callable[[], None]:
+    """``calls`` ``F.scaled_dot_product_attention`` calls of a block (each with its backward
+    when ``backward``), with q, k, v laid out as ``Attention`` makes them: views of one
+    (B, L, 3, heads, head_dim) qkv tensor. Several calls per step keep the launch and
+    sync of one timed sample out of the figure."""
     qkv = torch.randn(batch, length, 3, num_heads, dim // num_heads, device=device, dtype=dtype,
                       requires_grad=backward)
     grad = torch.randn(batch, num_heads, length, dim // num_heads, device=device, dtype=dtype)
 
     def step():
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        if backward:
-            qkv.grad = None
-            out.backward(grad)
+        for _ in range(calls):
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+            out = F.scaled_dot_product_attention(q, k, v)
+            if backward:
+                qkv.grad = None
+                out.backward(grad)
 
     return step
 
