@@ -82,6 +82,14 @@ def test_draws_follow_the_configured_distributions():
     torch.testing.assert_close(counts, torch.full((4, 4), 0.25), atol=0.015, rtol=0)
 
 
+def test_calling_the_augmentation_draws_then_applies():
+    augment = BatchColorAugment(blur_prob=0.5, solarize_prob=0.5)
+    images = images_with_edge_cases(batch=8)
+    called = augment(images, torch.Generator().manual_seed(4))
+    replayed = augment.apply(images, augment.sample_params(8, torch.Generator().manual_seed(4)))
+    assert torch.equal(called, replayed) and not torch.equal(called, images)
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match='hue'):
         BatchColorAugment(hue=0.7)

@@ -4,5 +4,5 @@ from .layer_decay import LayerDecayOptimWrapperConstructor, layer_id  # noqa: F4
 from .optimizers import AutocastOptimWrapper, DecayGroupsOptimWrapperConstructor, no_weight_decay
 from . import seg_hooks  # noqa: F401  (registration)
 
-__all__ = ['AtomicLocalBackend', 'AutocastOptimWrapper', 'DecayGroupsOptimWrapperConstructor', 'ExtreMACheckpointHook',
-           'MomentumUpdateHook', 'cosine_momentum', 'no_weight_decay']
+__all__ = ['AtomicLocalBackend', 'AutocastOptimWrapper', 'DecayGroupsOptimWrapperConstructor',
+           'ExtreMACheckpointHook', 'MomentumUpdateHook', 'cosine_momentum', 'no_weight_decay']
