@@ -126,23 +126,22 @@ def _enable_amp(cfg: Config, amp_dtype: Optional[str]) -> None:
         return
     if torch.cuda.is_available():
         dtype = amp_dtype or ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16')
-    else:
-        if amp_dtype == 'float16':
-            raise ValueError('--amp-dtype float16 needs a GPU (fp16 needs a dynamic loss scale, which '
-                             "mmengine's AmpOptimWrapper gives only there); on a CPU use bf16 (the default).")
-        speedup = cpu_bf16_speedup()
-        if speedup < 1.0:
-            warnings.warn(f'--amp ignored: bf16 autocast runs at {speedup:.2f}x the speed of fp32 on this CPU '
-                          '(no fast native bf16). Training in fp32.')
-            return
-        wrapper.type = 'extrema.AutocastOptimWrapper'  # mmengine's AmpOptimWrapper is GPU-only
-        wrapper.dtype = 'bfloat16'  # CPU autocast has no fp16 path worth using
+        wrapper.update(type='AmpOptimWrapper', dtype=dtype)
+        if dtype == 'float16':
+            wrapper.loss_scale = 'dynamic'
+        else:
+            wrapper.pop('loss_scale', None)
         return
-    wrapper.type = 'AmpOptimWrapper'
-    wrapper.dtype = dtype
-    wrapper.loss_scale = 'dynamic' if dtype == 'float16' else None
-    if wrapper.loss_scale is None:
-        wrapper.pop('loss_scale')
+    if amp_dtype == 'float16':
+        raise ValueError('--amp-dtype float16 needs a GPU (fp16 needs a dynamic loss scale, which '
+                         "mmengine's AmpOptimWrapper gives only there); on a CPU use bf16 (the default).")
+    speedup = cpu_bf16_speedup()
+    if speedup < 1.0:
+        warnings.warn(f'--amp ignored: bf16 autocast runs at {speedup:.2f}x the speed of fp32 on this CPU '
+                      '(no fast native bf16). Training in fp32.')
+        return
+    # mmengine's AmpOptimWrapper is GPU-only; CPU autocast has no fp16 path worth using.
+    wrapper.update(type='extrema.AutocastOptimWrapper', dtype='bfloat16')
 
 
 def close_process_group() -> None:

@@ -23,8 +23,9 @@ class NormalizeDataPreprocessor(BaseDataPreprocessor):
         self.register_buffer('mean', torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean) / self.std
+    def normalize(self, images: torch.Tensor, max_value: float = 255.) -> torch.Tensor:
+        """(images in [0, max_value], rescaled to 0-255, - mean) / std, as one multiply-add."""
+        return torch.addcmul(-self.mean / self.std, images.float(), 255 / max_value / self.std)
 
     def images_of(self, data: dict) -> torch.Tensor:
         images = data['inputs']
@@ -63,11 +64,9 @@ class TwoViewDataPreprocessor(NormalizeDataPreprocessor):
         self._compiled_views = None
 
     def color_views(self, crops: torch.Tensor, student_params: dict, teacher_params: dict) -> list:
-        """uint8 crops -> [student view, teacher view], each coloured with its draws and
-        normalised: (255 * x - mean) / std computed as one multiply-add."""
+        """uint8 crops -> [student view, teacher view], each coloured with its draws and normalised."""
         pixels = crops / 255  # uint8 -> float32 in [0, 1], one pass
-        scale, shift = 255 / self.std, -self.mean / self.std
-        return [torch.addcmul(shift, color.apply(pixels, params), scale)
+        return [self.normalize(color.apply(pixels, params), max_value=1.)
                 for color, params in ((self.student_color, student_params),
                                       (self.teacher_color, teacher_params))]
 
