@@ -181,7 +181,7 @@ def test_short_bf16_cpu_attention_takes_the_math_path_with_the_same_result():
     torch.testing.assert_close(ours, qkv.grad, atol=3e-2, rtol=3e-2)
 
 
-def test_compile_flag_sets_mmengine_compile():
+def test_compile_flag_sets_cfg_compile():
     from extrema.engine.launch import setup_config
     config = os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py')
     assert setup_config(config, compile=True).compile is True

@@ -231,6 +231,30 @@ def test_amp_on_a_cpu_with_fast_bf16_trains_in_bf16(tmp_path, fashion_mnist_fold
     assert (tmp_path / 'amp/epoch_2.pth').exists()
 
 
+def test_compile_compiles_the_forward_not_the_train_step(tmp_path, fashion_mnist_folder, monkeypatch):
+    """--compile: the model's forward is compiled and trains under the autocast wrapper
+    (compiling mmengine's whole train_step failed in Dynamo under AmpOptimWrapper on an H100);
+    the checkpoint keys are those of the plain model. aot_eager keeps the test fast."""
+    import extrema.engine.launch as launch
+    monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(launch, 'cpu_bf16_speedup', lambda: 1.7)
+    cfg = setup_config(write_config(tmp_path, fashion_mnist_folder, 'compiled.py'), amp=True,
+                       work_dir=str(tmp_path / 'compiled'), compile=True)
+    assert cfg.compile is True
+    cfg.compile = dict(backend='aot_eager')
+    torch._dynamo.reset()
+    runner = build_runner(cfg)
+    assert runner.model._compiled_call_impl is not None
+    assert not hasattr(runner.model.train_step, '_torchdynamo_orig_callable')
+    start = [p.detach().clone() for p in runner.model.student.parameters()]
+    runner.train()
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] > 0
+    assert all(not torch.equal(a, b) for a, b in zip(start, runner.model.student.parameters()))
+    state = load_file(str(tmp_path / 'compiled/epoch_2.pth'))['state_dict']
+    assert list(state) == list(runner.model.state_dict())
+    assert not any('_orig_mod' in key for key in state)
+
+
 def test_autocast_wrapper_refuses_fp16():
     from extrema.engine import AutocastOptimWrapper
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

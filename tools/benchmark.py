@@ -45,6 +45,8 @@ from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  
                                       synchronize, time_interleaved)
 from extrema.models.extrema import ExtreMA  # noqa: E402
 from extrema.models.masking import num_visible  # noqa: E402
+from extrema.models.short_attention import MAX_LENGTH as MAX_SHORT_LENGTH  # noqa: E402
+from extrema.models.short_attention import supports_short_attention  # noqa: E402
 from extrema.models.vit import ViTTrunk, resolve_arch  # noqa: E402
 
 SCENARIOS = ('pretrain-step', 'seg-step', 'backbone-inference', 'data')
@@ -185,9 +187,17 @@ def summarise(times, cpu_times, flops_per_step, images_per_step, memory, rooflin
 
 
 # ------------------------------------------------------------------ pretrain-step
+def student_uses_short_attention(args, arch: dict, ratio: float) -> bool:
+    length = num_visible((args.img_size // args.patch_size) ** 2, ratio)
+    qkv = torch.empty(1, length, 3 * arch['embed_dim'], device=args.device, dtype=getattr(torch, args.amp or 'float32'))
+    return supports_short_attention(qkv, arch['num_heads'])
+
+
 def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int, sdpa_backends=()):
     """{variant: step} and {variant: FLOPs per step}; the ExtreMA variants share one model.
-    ``sdpa_backends``: one eager variant each, with attention restricted to that backend."""
+    ``sdpa_backends``: one eager variant each, with attention restricted to that backend.
+    Where the student's attention runs in the Triton short-sequence kernel, ``[sdpa]``
+    variants time the same step with every attention through SDPA, side by side."""
     device = args.device
     torch.manual_seed(0)
     head = dict(proj_hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
@@ -200,14 +210,19 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int, s
     data = dict(inputs=crops)  # the data preprocessor makes the two colour views in the step
     steps = {'extrema': extrema_step(model, optim_wrapper, data)}
     flops = {'extrema': flop_count.extrema_step_flops(model.config, batch)['total']}
-    for backend in sdpa_backends:
-        steps[f'extrema[sdpa={backend}]'] = with_sdpa_backend(steps['extrema'], backend)
-        flops[f'extrema[sdpa={backend}]'] = flops['extrema']
+    sdpa_variants = [None] if student_uses_short_attention(args, arch, ratio) else []
+    for backend in sdpa_variants + list(sdpa_backends):
+        name = 'extrema[sdpa]' if backend is None else f'extrema[sdpa={backend}]'
+        steps[name] = with_sdpa_backend(steps['extrema'], backend)
+        flops[name] = flops['extrema']
     if args.compile:
         for mode in args.compile_modes:
             name = 'extrema+compile' + ('' if mode == 'default' else f'({mode})')
             steps[name] = extrema_step(model, optim_wrapper, data, torch.compile(model.loss, mode=mode))
             flops[name] = flops['extrema']
+            if sdpa_variants:
+                steps[f'{name}[sdpa]'] = with_sdpa_backend(steps[name])
+                flops[f'{name}[sdpa]'] = flops['extrema']
     if args.no_baselines:
         return steps, flops
     steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
@@ -261,7 +276,8 @@ def pretrain_scenario(args, results):
                              gflop_per_cpu_s=gflops(roofline_cpu) if device.type == 'cpu' else None))
             print_table(rows[-len(steps) - 1:], PRETRAIN_COLUMNS)
             if args.profile:
-                print_profile(steps[[name for name in steps if name.startswith('extrema')][-1]], device)
+                print_profile(steps[[name for name in steps if name.startswith('extrema') and '[' not in name][-1]],
+                              device)
             del steps
             release_memory(device)
     results['pretrain_step'] = rows
@@ -279,11 +295,15 @@ def attention_by_backend(args, arch_name: str, batch: int, ratio: float, num_mas
     shapes = dict(student=(num_masks * batch, num_visible(num_tokens, ratio), True),
                   teacher=(batch, num_tokens, False))
     steps, refused = {}, {}
-    for backend in ['default'] + args.sdpa_backends:
+    backends = ['default'] + args.sdpa_backends + (['short'] if student_uses_short_attention(args, arch, ratio) else [])
+    for backend in backends:
         for branch, (seqs, length, backward) in shapes.items():
+            if backend == 'short' and length > MAX_SHORT_LENGTH:
+                refused[(backend, branch)] = f'{length} tokens: the Triton kernel takes at most {MAX_SHORT_LENGTH}'
+                continue
             step = attention_step(seqs, length, arch['embed_dim'], arch['num_heads'], device, dtype, backward,
-                                  calls=arch['depth'])
-            if backend != 'default':
+                                  calls=arch['depth'], short=backend == 'short')
+            if backend in SDPA_BACKENDS:
                 step = with_sdpa_backend(step, backend)
             try:
                 step()
@@ -293,7 +313,7 @@ def attention_by_backend(args, arch_name: str, batch: int, ratio: float, num_mas
             steps[(backend, branch)] = step
     times, _ = time_interleaved(steps, device, args.warmup, max(args.repeats, 5))
     rows = []
-    for backend in ['default'] + args.sdpa_backends:
+    for backend in backends:
         row = dict(arch=arch_name, masks=f'{ratio}x{num_masks}', batch=batch, backend=backend)
         for branch in shapes:
             key = (backend, branch)
@@ -303,9 +323,10 @@ def attention_by_backend(args, arch_name: str, batch: int, ratio: float, num_mas
         if row['student_ms'] is not None and row['teacher_ms'] is not None:
             row['total_ms'] = row['student_ms'] + row['teacher_ms']
         rows.append(row)
-    print('attention alone, per step (student: forward + backward, teacher: forward; one call per block)')
+    print('attention alone, per step (student: forward + backward, teacher: forward; one call per block;'
+          ' short: the Triton kernel)')
     for (backend, branch), reason in refused.items():
-        print(f'  sdpa={backend} refused the {branch} shape: {reason}')
+        print(f'  {backend} refused the {branch} shape: {reason}')
     print_table(rows, [('arch', '{}'), ('masks', '{}'), ('batch', '{}'), ('backend', '{}'), ('student_ms', '{:.2f}'),
                        ('teacher_ms', '{:.2f}'), ('total_ms', '{:.2f}')])
     return rows

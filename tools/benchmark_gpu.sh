@@ -4,9 +4,13 @@
 #   tools/benchmark_gpu.sh [OUT_DIR] [PART ...]
 #
 # PART (default: step rest):
+#   tests     the GPU tests: the Triton short-sequence attention against SDPA, eager and compiled
+#             (limit 3 min)
 #   step      80%x5: eager and torch.compile beside K=1, the naive teacher per mask, supervised timm
-#             ViT and the roofline; the eager step and attention alone per SDPA backend; device time
-#             by kernel kind of the compiled step                              (limit 4.5 min)
+#             ViT and the roofline; each ExtreMA step also with every attention through SDPA (no
+#             Triton short-sequence kernel); attention alone per backend (cuDNN and the memory-
+#             efficient kernel: flash and math were slower on the H200); device time by kernel
+#             kind of the compiled step                                        (limit 4.5 min)
 #   rest      90%x8 step, fp16 with GradScaler, UperNet seg-step beside mmseg's MAE, backbone
 #             inference beside timm, data loader throughput                    (limit 3.5 min)
 #   train     tools/train.py --amp --compile on the tiny config, 2 epochs of 512 random 32 px images:
@@ -34,8 +38,11 @@ bench() {  # name, time limit (s), benchmark arguments
 
 for part in $PARTS; do
   case $part in
+    tests)
+      echo "== tests (limit 180 s)"
+      timeout 180 "$PYTHON" -m pytest -q -p no:cacheprovider tests/test_short_attention.py 2>&1 | tee "$OUT/tests.log" ;;
     step)
-      bench step 270 --masks 0.8x5 --compile --sdpa-backends flash efficient cudnn math --profile \
+      bench step 270 --masks 0.8x5 --compile --sdpa-backends cudnn efficient --profile \
         --scenarios pretrain-step ;;
     rest)
       bench rest 150 --masks 0.9x8 --loader-batches 16 \
@@ -63,7 +70,7 @@ EOF_PY
         train_cfg.max_epochs=2 param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2 \
         param_scheduler.1.T_max=1 default_hooks.logger.interval=1 2>&1 | tee "$OUT/train.log" ;;
     *)
-      echo "unknown part '$part': choose from step rest train" >&2
+      echo "unknown part '$part': choose from tests step rest train" >&2
       exit 2 ;;
   esac
 done

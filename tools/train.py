@@ -22,7 +22,7 @@ def parse_args():
                         help='mixed precision: bf16 where supported, else fp16 with dynamic loss scale')
     parser.add_argument('--amp-dtype', choices=['bfloat16', 'float16'], help='override the AMP dtype')
     parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the training step (mmengine cfg.compile); the first '
+                        help="torch.compile the model's forward (cfg.compile); the first "
                              'iterations are slow while it compiles')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the newest checkpoint in the work dir')

@@ -3,6 +3,7 @@
 Each builder returns a zero-argument callable that runs one step on a fixed
 batch that already sits on the device.
 """
+import contextlib
 from typing import Callable, Dict, Optional
 
 import torch
@@ -14,6 +15,7 @@ from mmengine.optim import OptimWrapper
 from ..engine.optimizers import DecayGroupsOptimWrapperConstructor
 from ..models.extrema import ExtreMA, byol_loss
 from ..models.masking import sample_masks
+from ..models.short_attention import short_attention, short_attention_disabled
 
 AMP_DTYPES = ('bfloat16', 'float16')
 
@@ -76,33 +78,38 @@ SDPA_BACKENDS = {'flash': 'FLASH_ATTENTION', 'efficient': 'EFFICIENT_ATTENTION',
                  'math': 'MATH'}
 
 
-def with_sdpa_backend(step: Callable[[], None], backend: str) -> Callable[[], None]:
-    """``step`` with ``F.scaled_dot_product_attention`` restricted to one backend
-    (the backward uses the kernel that the forward chose)."""
+def with_sdpa_backend(step: Callable[[], None], backend: Optional[str] = None) -> Callable[[], None]:
+    """``step`` with every attention through ``F.scaled_dot_product_attention`` (no Triton
+    short-sequence kernel), restricted to ``backend`` unless None (torch picks; the
+    backward uses the kernel that the forward chose)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    choice = getattr(SDPBackend, SDPA_BACKENDS[backend])
+    choice = getattr(SDPBackend, SDPA_BACKENDS[backend]) if backend else None
 
     def restricted():
-        with sdpa_kernel(choice):
+        with short_attention_disabled(), (sdpa_kernel(choice) if choice else contextlib.nullcontext()):
             step()
 
     return restricted
 
 
 def attention_step(batch: int, length: int, dim: int, num_heads: int, device: torch.device,
-                   dtype: torch.dtype, backward: bool, calls: int = 1) -> Callable[[], None]:
-    """``calls`` ``F.scaled_dot_product_attention`` calls of a block (each with its backward
-    when ``backward``), with q, k, v laid out as ``Attention`` makes them: views of one
-    (B, L, 3, heads, head_dim) qkv tensor. Several calls per step keep the launch and
-    sync of one timed sample out of the figure."""
-    qkv = torch.randn(batch, length, 3, num_heads, dim // num_heads, device=device, dtype=dtype,
-                      requires_grad=backward)
-    grad = torch.randn(batch, num_heads, length, dim // num_heads, device=device, dtype=dtype)
+                   dtype: torch.dtype, backward: bool, calls: int = 1, short: bool = False) -> Callable[[], None]:
+    """``calls`` attention calls of a block (each with its backward when ``backward``) on one
+    (B, L, 3 * C) qkv tensor as ``Attention`` gets it: ``F.scaled_dot_product_attention``
+    on its (B, heads, L, head_dim) views, or ``short_attention`` on it when ``short``.
+    Several calls per step keep the launch and sync of one timed sample out of the figure."""
+    qkv = torch.randn(batch, length, 3 * dim, device=device, dtype=dtype, requires_grad=backward)
+    head_dim = dim // num_heads
+    grad_shape = (batch, length, dim) if short else (batch, num_heads, length, head_dim)
+    grad = torch.randn(grad_shape, device=device, dtype=dtype)
 
     def step():
         for _ in range(calls):
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-            out = F.scaled_dot_product_attention(q, k, v)
+            if short:
+                out = short_attention(qkv, num_heads, head_dim ** -0.5)
+            else:
+                q, k, v = qkv.view(batch, length, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+                out = F.scaled_dot_product_attention(q, k, v)
             if backward:
                 qkv.grad = None
                 out.backward(grad)
