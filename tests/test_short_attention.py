@@ -58,14 +58,14 @@ for case in {INTERPRETER_CASES}:
         errors = compare_with_float64(*case, dtype, 'cpu')
         assert max(errors) < tolerance, (case, dtype, errors)
         print(case, dtype, errors)
-# Traced by torch.compile (fake kernels, the registered backward): the same values as eager.
+# Compiled by Inductor in one graph around the op (its fake kernel, the registered backward).
 qkv = torch.randn(4, 39, 3 * 64, requires_grad=True)
-loss = lambda qkv: short_attention(qkv, 2, 32 ** -0.5).square().sum()
+loss = lambda qkv: short_attention(torch.nn.functional.gelu(2 * qkv), 2, 32 ** -0.5).square().sum()
 loss(qkv).backward()
 eager = qkv.grad.clone()
 qkv.grad = None
-torch.compile(loss, backend='aot_eager', fullgraph=True)(qkv).backward()
-assert torch.equal(qkv.grad, eager)
+torch.compile(loss, fullgraph=True)(qkv).backward()
+assert ((qkv.grad - eager).norm() / eager.norm()).item() < 1e-5
 print('compiled: equal')
 """
     path = [ROOT, os.path.join(ROOT, 'tests'), os.environ.get('PYTHONPATH', '')]
