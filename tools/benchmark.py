@@ -38,7 +38,7 @@ from mmengine.logging import MMLogger  # noqa: E402
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.benchmark import flops as flop_count  # noqa: E402
 from extrema.benchmark.steps import (SDPA_BACKENDS, SupervisedViT, attention_step,  # noqa: E402
-                                     autocast, build_optim_wrapper, extrema_step, inference_step, masks_of,
+                                     build_optim_wrapper, extrema_step, inference_step, masks_of,
                                      random_uint8_images, supervised_step, teacher_per_mask_loss,
                                      with_sdpa_backend)
 from extrema.benchmark.timing import (matmul_flops_per_s, median, peak_memory,  # noqa: E402

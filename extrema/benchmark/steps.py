@@ -14,6 +14,7 @@ from mmengine.optim import OptimWrapper
 
 from ..engine.optimizers import DecayGroupsOptimWrapperConstructor
 from ..models.extrema import ExtreMA, byol_loss
+from ..models.layers import split_heads
 from ..models.masking import sample_masks
 from ..models.short_attention import short_attention, short_attention_disabled
 
@@ -108,7 +109,7 @@ def attention_step(batch: int, length: int, dim: int, num_heads: int, device: to
             if short:
                 out = short_attention(qkv, num_heads, head_dim ** -0.5)
             else:
-                q, k, v = qkv.view(batch, length, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+                q, k, v = split_heads(qkv, num_heads)
                 out = F.scaled_dot_product_attention(q, k, v)
             if backward:
                 qkv.grad = None

@@ -4,7 +4,6 @@
 """
 import copy
 import glob
-import os
 import os.path as osp
 import re
 import time

@@ -13,6 +13,8 @@
   needed and the sequence is short, through the math backend, because torch's CPU
   flash kernel has a slow bf16 backward there (1.5-3.7x the math path's time below 128
   tokens, docs/benchmark.md).
+* ``self_attention``: from the fused qkv projection; the student's short sequences go to
+  the Triton kernel of ``short_attention`` on CUDA, everything else to ``attention``.
 
 Each is checked against its original in tests/test_benchmark.py.
 """
@@ -23,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from .short_attention import short_attention, supports_short_attention
 
 
 def _has_onednn_linear() -> bool:
@@ -115,6 +119,25 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: Opti
         with sdpa_kernel(SDPBackend.MATH):
             return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
+def split_heads(qkv: torch.Tensor, num_heads: int):
+    """The fused projection's (B, L, 3 * C) output -> q, k, v views, each (B, heads, L, head_dim)."""
+    batch, length, three_dim = qkv.shape
+    qkv = qkv.view(batch, length, 3, num_heads, three_dim // (3 * num_heads))
+    return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+
+def self_attention(qkv: torch.Tensor, num_heads: int, attn_mask: Optional[torch.Tensor] = None,
+                   dropout_p: float = 0.) -> torch.Tensor:
+    """Multi-head attention (scale head_dim^-0.5) from the fused projection's (B, L, 3 * C)
+    output to (B, L, C): the Triton kernel where ``supports_short_attention`` and there is
+    no mask or dropout, else ``attention`` on the split heads."""
+    if attn_mask is None and dropout_p == 0 and supports_short_attention(qkv, num_heads):
+        return short_attention(qkv, num_heads, (qkv.shape[-1] // (3 * num_heads)) ** -0.5)
+    q, k, v = split_heads(qkv, num_heads)
+    out = attention(q, k, v, attn_mask=None if attn_mask is None else attn_mask.to(q.dtype), dropout_p=dropout_p)
+    return out.transpose(1, 2).flatten(2)
 
 
 class Linear(nn.Linear):

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
 
-from .layers import Linear, Mlp, attention, patch_embed, residual
-from .short_attention import short_attention, supports_short_attention
+from .layers import Linear, Mlp, patch_embed, residual, self_attention, split_heads
 
 ARCH_SETTINGS = {
     'tiny': dict(embed_dim=192, depth=12, num_heads=3),
@@ -121,27 +120,14 @@ class Attention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(n, n, -1).permute(2, 0, 1).unsqueeze(0)  # (1, heads, N, N)
 
-    def _split_heads(self, qkv):
-        batch, length, three_dim = qkv.shape
-        qkv = qkv.view(batch, length, 3, self.num_heads, three_dim // (3 * self.num_heads))
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, L, head_dim)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = x.shape
-        qkv = self.qkv(x)
-        bias = self.relative_position_bias()
-        dropout_p = self.attn_drop if self.training else 0.
-        if bias is None and dropout_p == 0 and supports_short_attention(qkv, self.num_heads):
-            x = short_attention(qkv, self.num_heads, self.scale)
-        else:
-            q, k, v = self._split_heads(qkv)
-            x = attention(q, k, v, attn_mask=None if bias is None else bias.to(q.dtype), dropout_p=dropout_p)
-            x = x.transpose(1, 2).reshape(batch, length, dim)
+        x = self_attention(self.qkv(x), self.num_heads, attn_mask=self.relative_position_bias(),
+                           dropout_p=self.attn_drop if self.training else 0.)
         return self.proj_drop(self.proj(x))
 
     def attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax attention weights (B, heads, L, L), for visualisation."""
-        q, k, _ = self._split_heads(self.qkv(x))
+        q, k, _ = split_heads(self.qkv(x), self.num_heads)
         logits = (q * self.scale) @ k.transpose(-2, -1)
         bias = self.relative_position_bias()
         if bias is not None:
