@@ -58,15 +58,20 @@ for case in {INTERPRETER_CASES}:
         errors = compare_with_float64(*case, dtype, 'cpu')
         assert max(errors) < tolerance, (case, dtype, errors)
         print(case, dtype, errors)
-# Compiled by Inductor in one graph around the op (its fake kernel, the registered backward).
+# Compiled by Inductor in one graph around the op (its fake kernel, the registered backward),
+# which calls both ops as they are rather than re-compiling their kernels.
+from torch._inductor.utils import run_and_get_code
 qkv = torch.randn(4, 39, 3 * 64, requires_grad=True)
 loss = lambda qkv: short_attention(torch.nn.functional.gelu(2 * qkv), 2, 32 ** -0.5).square().sum()
 loss(qkv).backward()
 eager = qkv.grad.clone()
 qkv.grad = None
-torch.compile(loss, fullgraph=True)(qkv).backward()
+compiled = torch.compile(loss, fullgraph=True)
+_, (forward_code, backward_code) = run_and_get_code(lambda: compiled(qkv).backward())
 assert ((qkv.grad - eager).norm() / eager.norm()).item() < 1e-5
-print('compiled: equal')
+assert 'torch.ops.extrema.short_attention.default(' in forward_code, forward_code
+assert 'torch.ops.extrema.short_attention_backward.default(' in backward_code, backward_code
+print('compiled: equal, ops called as they are')
 """
     path = [ROOT, os.path.join(ROOT, 'tests'), os.environ.get('PYTHONPATH', '')]
     env = dict(os.environ, TRITON_INTERPRET='1', PYTHONPATH=os.pathsep.join(filter(None, path)))
@@ -74,7 +79,7 @@ print('compiled: equal')
                             timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count('torch.float') == 2 * len(INTERPRETER_CASES)
-    assert 'compiled: equal' in result.stdout
+    assert 'compiled: equal, ops called as they are' in result.stdout
 
 
 def test_attention_takes_sdpa_where_the_kernel_does_not_apply():

@@ -14,7 +14,7 @@
 #   rest      90%x8 step, fp16 with GradScaler, UperNet seg-step beside mmseg's MAE, backbone
 #             inference beside timm, data loader throughput                    (limit 3.5 min)
 #   train     tools/train.py --amp --compile on the tiny config, 2 epochs of 512 random 32 px images:
-#             the runner's path (bf16, compiled train_step, device colour views) works on CUDA
+#             the runner's path (bf16, compiled model forward, device colour views) works on CUDA
 #             (limit 4 min)
 # Each part writes OUT_DIR/<part>*.json and .log, and stops at its own time limit, so a slow part
 # never takes the others' time. (torch.compile's max-autotune is left out: on an H200 its autotuning
