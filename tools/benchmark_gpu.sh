@@ -16,8 +16,9 @@
 #   train     tools/train.py --amp --compile on the tiny config, 2 epochs of 512 random 32 px images:
 #             the runner's path (bf16, compiled model forward, device colour views) works on CUDA
 #             (limit 4 min)
-# Each part writes OUT_DIR/<part>*.json and .log, and stops at its own time limit, so a slow part
-# never takes the others' time. (torch.compile's max-autotune is left out: on an H200 its autotuning
+# Each part writes OUT_DIR/<part>*.json and .log (8 files for all four parts; train's images and work
+# dir go to a temporary folder), and stops at its own time limit, so a slow part never takes the
+# others' time. (torch.compile's max-autotune is left out: on an H200 its autotuning
 # did not finish in 470 s; time it with tools/benchmark.py --compile --compile-modes
 # max-autotune-no-cudagraphs.)
 set -u
@@ -49,7 +50,8 @@ for part in $PARTS; do
         --scenarios pretrain-step seg-step backbone-inference data
       bench rest_fp16 60 --masks 0.8x5 --amp float16 --no-baselines --scenarios pretrain-step ;;
     train)
-      data="$OUT/train_data"
+      scratch=$(mktemp -d)
+      data="$scratch/data"
       "$PYTHON" - "$data" <<'EOF_PY'
 import os
 import sys
@@ -66,9 +68,10 @@ EOF_PY
       echo "== train (limit 240 s)"
       timeout 240 "$PYTHON" tools/train.py \
         pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py --amp --compile \
-        --work-dir "$OUT/train" --cfg-options train_dataloader.dataset.data_root="$data" \
+        --work-dir "$scratch/work_dir" --cfg-options train_dataloader.dataset.data_root="$data" \
         train_cfg.max_epochs=2 param_scheduler.0.end=1 param_scheduler.1.begin=1 param_scheduler.1.end=2 \
-        param_scheduler.1.T_max=1 default_hooks.logger.interval=1 2>&1 | tee "$OUT/train.log" ;;
+        param_scheduler.1.T_max=1 default_hooks.logger.interval=1 2>&1 | tee "$OUT/train.log"
+      rm -rf "$scratch" ;;
     *)
       echo "unknown part '$part': choose from tests step rest train" >&2
       exit 2 ;;
