@@ -8,7 +8,7 @@ as (B, L, C) for the output projection, so nothing is permuted or copied around 
 The backward recomputes the probabilities from the saved log-sum-exp, as flash
 attention does, and writes the gradient in the qkv layout.
 
-The kernels need Triton and a GPU; ``Attention`` falls back to
+The kernels need Triton and a GPU; ``layers.self_attention`` falls back to
 ``F.scaled_dot_product_attention`` wherever ``supports_short_attention`` is false. On a
 CPU they run in Triton's interpreter (``TRITON_INTERPRET=1``), which the tests use.
 """
@@ -41,7 +41,7 @@ def short_attention_disabled() -> Iterator[None]:
 
 
 def supports_short_attention(qkv: torch.Tensor, num_heads: int) -> bool:
-    """Whether ``Attention`` sends this (B, L, 3 * C) qkv tensor to the Triton kernels:
+    """Whether ``layers.self_attention`` sends this (B, L, 3 * C) qkv tensor to the Triton kernels:
     bf16/fp16 on CUDA, at most 64 tokens, a power-of-two head dim from 16 to 128."""
     head_dim = qkv.shape[-1] // (3 * num_heads)
     return (_enabled and triton is not None and qkv.is_cuda and qkv.dtype in HALF_DTYPES
