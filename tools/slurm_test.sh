@@ -10,7 +10,8 @@ GPUS_PER_NODE=${GPUS_PER_NODE:-8}
 CPUS_PER_TASK=${CPUS_PER_TASK:-8}
 SRUN_ARGS=${SRUN_ARGS:-""}
 cd "$(dirname "$0")/.." || exit 1
+. tools/python_env.sh
 PYTHONPATH="$(pwd)":$PYTHONPATH \
 srun -p "$PARTITION" --job-name="$JOB_NAME" --gres=gpu:"$GPUS_PER_NODE" --ntasks="$GPUS" \
     --ntasks-per-node="$GPUS_PER_NODE" --cpus-per-task="$CPUS_PER_TASK" --kill-on-bad-exit=1 $SRUN_ARGS \
-    python -u tools/test.py "$CONFIG" "$CHECKPOINT" --launcher slurm "${@:5}"
+    "$PYTHON" -u tools/test.py "$CONFIG" "$CHECKPOINT" --launcher slurm "${@:5}"
