@@ -28,6 +28,14 @@ def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def normalized_std(x: torch.Tensor) -> torch.Tensor:
+    """SimSiam's collapse check: the per-dimension std over the batch of the l2-normalised
+    rows, averaged over dimensions. 0 when every row is the same vector, about 1/sqrt(D)
+    when the rows spread over the sphere."""
+    return F.normalize(x.float(), dim=-1).std(dim=0).mean()
+
+
+@torch.no_grad()
 def gather_across_ranks(x: torch.Tensor) -> torch.Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
@@ -136,7 +144,8 @@ class ExtreMA(BaseModel):
             loss = byol_loss(prediction, target)
         else:
             loss = infonce_loss(prediction, target, self.temperature)
-        return dict(loss=loss)
+        # Logged, not optimised (no 'loss' in the names): teacher targets and student predictions.
+        return dict(loss=loss, feat_std=normalized_std(target), pred_std=normalized_std(prediction))
 
     def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
         if mode == 'loss':
