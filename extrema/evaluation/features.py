@@ -1,19 +1,40 @@
 """Frozen-feature extraction and k-NN classification."""
-from typing import Callable, Tuple
+import time
+from typing import Callable, Iterable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from mmengine.logging import print_log
 
 
 @torch.no_grad()
-def extract_features(embed: Callable[[torch.Tensor], torch.Tensor], loader: DataLoader,
-                     device: str = 'cpu') -> Tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, D), labels (N,)) over a loader yielding (images, labels)."""
+def extract_features(embed: Callable[[torch.Tensor], torch.Tensor], loader: Iterable,
+                     device: str = 'cpu', progress: bool = True, total: Optional[int] = None,
+                     log_interval: float = 10.) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(features (N, D), labels (N,)) over a loader yielding (images, labels).
+
+    With ``progress``, logs the images embedded so far, the rate and, when ``total`` is given
+    (or the loader has a dataset), the ETA, every ``log_interval`` seconds and at the end, so a
+    long embedding is not silent until it finishes.
+    """
+    if total is None and hasattr(loader, 'dataset'):
+        total = len(loader.dataset)
     features, labels = [], []
+    start = last = time.perf_counter()
+    done = 0
     for images, targets in loader:
         features.append(embed(images.to(device)).float().cpu())
         labels.append(targets)
+        done += len(targets)
+        now = time.perf_counter()
+        if progress and now - last >= log_interval:
+            last = now
+            rate = done / (now - start)
+            eta = f', ETA {(total - done) / rate:.0f} s' if total else ''
+            print_log(f'embedded {done}{f"/{total}" if total else ""} images ({rate:.1f}/s{eta})',
+                      logger='current')
+    if progress:
+        print_log(f'embedded {done} images in {time.perf_counter() - start:.1f} s', logger='current')
     return torch.cat(features), torch.cat(labels)
 
 

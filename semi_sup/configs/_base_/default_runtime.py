@@ -13,6 +13,10 @@ default_hooks = dict(
 custom_hooks = [dict(type='ClassCountCheckHook')]
 env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
                dist_cfg=dict(backend='nccl'))
+# Scalars (loss, lr, validation accuracy) go to vis_data/ in the work dir as JSON;
+# TensorBoard instead: --cfg-options visualizer.vis_backends.0.type=TensorboardVisBackend
+vis_backends = [dict(type='LocalVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 log_processor = dict(window_size=10, by_epoch=True)
 log_level = 'INFO'
 load_from = None
