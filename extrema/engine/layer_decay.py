@@ -6,34 +6,14 @@ across blocks (see docs/segmentation.md). This constructor reads the layer id
 from the parameter name, so it works for any model whose ViT sits under
 ``backbone.`` (segmentation, classification) or at the top level.
 """
-import re
-
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMSEG_OPTIM_WRAPPER_CONSTRUCTORS
 
+from ..models.layer_depth import block_indices, layer_id
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 from .optimizers import no_weight_decay
-
-EMBEDDING_NAMES = ('pos_embed', 'cls_token', 'mask_token')
-_BLOCK = re.compile(r'blocks\.(\d+)\.')
-
-
-def layer_id(param_name: str, num_layers: int) -> int:
-    """Depth of a parameter: 0 for the embeddings, i+1 for ``blocks.<i>``, num_layers+1 after.
-
-    Everything up to and including the first ``backbone.`` is ignored, so
-    ``backbone.blocks.3.attn.qkv.weight`` and ``blocks.3.attn.qkv.weight`` are both 4.
-    Necks, heads and final norms get num_layers+1, i.e. an lr scale of 1.0.
-    """
-    name = param_name.split('backbone.', 1)[-1]
-    if name.startswith('patch_embed') or name in EMBEDDING_NAMES:
-        return 0
-    match = _BLOCK.match(name)
-    if match:
-        return int(match.group(1)) + 1
-    return num_layers + 1
 
 
 def no_weight_decay_for_finetune(name: str, param: nn.Parameter) -> bool:
@@ -44,7 +24,9 @@ def no_weight_decay_for_finetune(name: str, param: nn.Parameter) -> bool:
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
-    """Parameter groups with lr scale ``decay_rate ** (num_layers + 1 - layer_id)``.
+    """Parameter groups with lr scale ``decay_rate ** (num_layers + 1 - layer_id)`` (``layer_id``:
+    the embeddings 0, ``blocks.<i>`` i+1, the rest, class attention and its cls_token included,
+    num_layers+1).
 
     ``paramwise_cfg=dict(num_layers=12, decay_rate=0.65)``. Each (layer, decay)
     pair is one group carrying ``lr_scale``, ``layer_id`` and ``param_names``.
@@ -72,11 +54,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params: list, module: nn.Module, **kwargs) -> None:
         self._check_depth(module)
+        class_attention = any('blocks_token.' in name for name, _ in module.named_parameters())
         groups = {}
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            depth = layer_id(name, self.num_layers)
+            depth = layer_id(name, self.num_layers, class_attention)
             decay = not no_weight_decay_for_finetune(name, param)
             key = (depth, decay)
             if key not in groups:
@@ -94,8 +77,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                   logger='current')
 
     def _check_depth(self, module: nn.Module) -> None:
-        blocks = {int(m.group(1)) for m in (_BLOCK.match(name.split('backbone.', 1)[-1])
-                                            for name, _ in module.named_parameters()) if m}
+        blocks = block_indices(name for name, _ in module.named_parameters())
         if blocks != set(range(self.num_layers)):
             found = (f'blocks {sorted(blocks)}' if blocks else 'no "blocks.<i>." parameters')
             raise ValueError(

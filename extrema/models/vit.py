@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models.cait import LayerScaleBlockClassAttn
 
+from .layer_depth import layer_id
 from .layers import Linear, Mlp, patch_embed, residual, self_attention, split_heads
 
 ARCH_SETTINGS = {
@@ -222,6 +223,17 @@ class ViTTrunk(nn.Module):
         grid = self.check_img_size(x.shape[-2:])
         x = patch_embed(x, self.patch_embed.proj)
         return x + resize_pos_embed(self.pos_embed, self.grid_size, grid)  # fp32 stream under autocast, as timm
+
+    def get_layer_depth(self, param_name: str, prefix: str = '') -> Tuple[int, int]:
+        """(depth of a parameter, number of depths) for mmpretrain's
+        ``LearningRateDecayOptimWrapperConstructor``, by the rule of ``layer_depth.layer_id``:
+        0 for the patch embedding and positions, i+1 for ``blocks.<i>``, depth+1 for what follows
+        (class attention and its cls_token, final norm, projector, and names outside ``prefix``)."""
+        num_depths = self.depth + 2
+        if not param_name.startswith(prefix):
+            return num_depths - 1, num_depths
+        class_attention = len(getattr(self, 'blocks_token', ())) > 0
+        return layer_id(param_name[len(prefix):], self.depth, class_attention), num_depths
 
     def forward_tokens(self, x: torch.Tensor, ids_keep: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Every block's output. With ``ids_keep`` (K, B, L), rows are k*B + b."""
