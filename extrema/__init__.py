@@ -1,9 +1,9 @@
 """ExtreMA toolkit. ``import extrema`` installs the OpenMMLab compatibility shims and
 registers every model, dataset, hook and constructor of the toolkit."""
-from .compat import allow_mmengine_checkpoint_globals, install_mmcv_ops_stub
+from .compat import install_mmcv_ops_stub, route_mmengine_checkpoints
 
 MMCV_OPS_STUB = install_mmcv_ops_stub()
-allow_mmengine_checkpoint_globals()
+route_mmengine_checkpoints()
 
 from . import data, engine, models  # noqa: E402,F401  (registration)
 from . import evaluation  # noqa: E402,F401  (registers the Accuracy metric)

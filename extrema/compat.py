@@ -1,6 +1,7 @@
-"""Shims that let the pinned OpenMMLab stack run on torch 2.14 with mmcv-lite.
+"""Shims that let the pinned OpenMMLab stack run on torch 2.14 with mmcv-lite, and load
+checkpoints safely.
 
-Both are installed by ``import extrema`` before anything imports ``mmseg``.
+All are installed by ``import extrema`` before anything imports ``mmseg``.
 """
 import importlib.util
 import os
@@ -51,20 +52,27 @@ def install_mmcv_ops_stub() -> bool:
     return True
 
 
-def allow_mmengine_checkpoint_globals() -> None:
-    """Let ``torch.load(weights_only=True)`` read mmengine checkpoints.
+def route_mmengine_checkpoints() -> None:
+    """Make mmengine's ``CheckpointLoader`` (``--resume``, ``load_from``, ``tools/test.py``,
+    ``init_cfg``) read local files with ``extrema.checkpoint.load_file``.
 
-    mmengine stores its message hub (HistoryBuffer, numpy scalars) in every
-    checkpoint; these are the only non-tensor globals it writes.
+    mmengine's own local loader calls ``torch.load`` without ``weights_only``, so
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` would unpickle anything; its remote loaders
+    (http, s3, open-mmlab://, ...) do the same after downloading, so they are refused:
+    download the file and pass its path.
     """
-    import numpy as np
-    import numpy.dtypes
-    import torch
-    from mmengine.logging import HistoryBuffer
-    try:
-        from numpy._core.multiarray import _reconstruct, scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct, scalar
-    allowed = [HistoryBuffer, np.ndarray, np.dtype, _reconstruct, scalar, getattr]
-    allowed += [getattr(numpy.dtypes, n) for n in dir(numpy.dtypes) if n.endswith('DType')]
-    torch.serialization.add_safe_globals(allowed)
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from .checkpoint import load_file
+
+    def load_from_safe_local(filename, map_location=None):
+        return load_file(os.path.expanduser(filename), map_location or 'cpu')
+
+    def load_from_remote_refused(filename, map_location=None):
+        raise ValueError(f'{filename!r}: remote checkpoints are not loaded directly (mmengine would unpickle '
+                         'them without weights_only). Download the file and pass its local path.')
+
+    for prefix in list(CheckpointLoader._schemes):  # noqa: SLF001  (every scheme registered so far)
+        if prefix:
+            CheckpointLoader.register_scheme(prefix, load_from_remote_refused, force=True)
+    CheckpointLoader.register_scheme('', load_from_safe_local, force=True)

@@ -30,11 +30,11 @@ import torch  # noqa: E402
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.data.subsets import LabelledImageFolder  # noqa: E402
 from extrema.evaluation.features import knn_predict  # noqa: E402
-from extrema.evaluation.frozen import (FEATURES, FrozenEncoder, Normalise, cached_features,  # noqa: E402
-                                       image_label_batches)
+from extrema.evaluation.frozen import FEATURES, FrozenEncoder, cached_features, image_label_batches  # noqa: E402
 from extrema.evaluation.linear_probe import evaluate_linear_probe, train_linear_probe  # noqa: E402
 from extrema.evaluation.logistic import DEFAULT_LAMBDAS, check_cv_folds, logistic_regression_eval  # noqa: E402
 from extrema.evaluation.metrics import clipped_topk_accuracy  # noqa: E402
+from extrema.models.data_preprocessor import NormalizeDataPreprocessor  # noqa: E402
 
 PROTOCOLS = ('logreg', 'knn', 'linear')
 DEFAULT_FEATURE = dict(logreg='instance', knn='instance', linear='cls')
@@ -85,7 +85,11 @@ def parse_args(argv=None):
     system.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     system.add_argument('--cache-dir', default='work_dirs/feature_cache', help="'' disables the cache")
     system.add_argument('--out', help='results JSON (default: work_dirs/frozen_eval/<checkpoint>_<subset>.json)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.mean is None) != (args.std is None):
+        parser.error('--mean and --std go together (both in 0-255 units), or neither: then the pretraining '
+                     'statistics stored in the checkpoint are used.')
+    return args
 
 
 def labelled_subset(args, transform: dict) -> LabelledImageFolder:
@@ -97,6 +101,10 @@ def labelled_subset(args, transform: dict) -> LabelledImageFolder:
 def build_datasets(args, img_size: int):
     eval_transform = dict(input_size=img_size, crop_pct=args.crop_pct, interpolation='bicubic')
     train = labelled_subset(args, eval_transform)
+    if len(train.classes) < 2:
+        raise ValueError(f'{args.data_root}/train has {len(train.classes)} class folder(s) ({train.classes}); '
+                         'a classification evaluation needs at least 2 classes (with one, every prediction '
+                         'is right and top-1 is 100%). Point --data-root at the full training folder.')
     val = LabelledImageFolder(args.data_root, args.val_prefix, ann_file=args.val_ann_file,
                               transform=eval_transform)
     return train, val
@@ -128,7 +136,7 @@ def run_linear_probe(args, encoder, normalise, train, val, feature, embed_once):
         def epoch_batches(epoch):
             for images, labels in image_label_batches(augmented, batch_size, args.workers, shuffle=True,
                                                       drop_last=True):
-                yield encoder.embed(normalise(images.to(encoder.device)), feature), labels
+                yield encoder.embed(normalise.normalize(images.to(encoder.device)), feature), labels
     head = train_linear_probe(epoch_batches, iters_per_epoch, val_f.shape[1], len(train.classes),
                               args.linear_epochs, args.linear_warmup_epochs, lr, device=encoder.device)
     return dict(evaluate_linear_probe(head, val_f, val_y), lr=lr, batch_size=batch_size)
@@ -144,8 +152,8 @@ def main(argv=None) -> dict:
                             args.device)
     for protocol in args.protocol:
         encoder.check_feature(feature_of(args, protocol))
-    mean_std = (args.mean, args.std) if args.mean else encoder.normalisation
-    normalise = Normalise(*mean_std) if mean_std else Normalise()
+    normalise = NormalizeDataPreprocessor(*((args.mean, args.std) if args.mean else encoder.normalisation))
+    normalise.to(args.device)
     train, val = build_datasets(args, args.img_size or encoder.img_size)
     num_classes = len(train.classes)
     if 'logreg' in args.protocol and len(args.lambd) > 1:

@@ -54,7 +54,9 @@ def test_split_selects_exactly_the_listed_images(fake_imagenet, tmp_path):
     root, wnids, listed = fake_imagenet
     split_file = tmp_path / 'split.txt'
     split_file.write_text('\n'.join(listed) + '\n')
-    dataset = LabelledImageFolder(root, split=str(split_file), transform=SMALL)
+    with pytest.raises(ValueError, match=r"no labelled image of 1 of the 4 classes, e.g. \['n99999999'\]"):
+        LabelledImageFolder(root, split=str(split_file), transform=SMALL)
+    dataset = LabelledImageFolder(root, split=str(split_file), allow_missing=True, transform=SMALL)
     assert dataset.classes == wnids
     expected = {(os.path.join(root, 'train', n.split('_')[0], n), wnids.index(n.split('_')[0])) for n in listed}
     assert set(dataset.samples) == expected and len(dataset) == len(listed)

@@ -10,9 +10,10 @@ import torch.nn.functional as F
 
 import extrema.evaluation.frozen as frozen
 from extrema.data.subsets import LabelledImageFolder
-from extrema.evaluation.frozen import FrozenEncoder, Normalise, cached_features
+from extrema.evaluation.frozen import FrozenEncoder, cached_features
 from extrema.evaluation.linear_probe import LinearProbeHead, train_linear_probe, warmup_cosine
 from extrema.evaluation.logistic import fit_logistic_regression, fit_path
+from extrema.models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, NormalizeDataPreprocessor
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,7 +77,7 @@ def test_feature_cache_is_keyed_by_checkpoint_contents(tiny_extrema, fashion_mni
     cache = str(tmp_path / 'cache')
 
     def features(encoder):
-        return cached_features(encoder, dataset, 'instance', Normalise(), cache, batch_size=8, workers=0)[0]
+        return cached_features(encoder, dataset, 'instance', NormalizeDataPreprocessor(), cache, batch_size=8, workers=0)[0]
 
     first = features(FrozenEncoder(path))
     with torch.no_grad():
@@ -87,7 +88,7 @@ def test_feature_cache_is_keyed_by_checkpoint_contents(tiny_extrema, fashion_mni
     second = features(retrained)
     assert len(os.listdir(cache)) == 2 and not torch.allclose(first, second)
     images = torch.stack([dataset[i]['inputs'] for i in range(len(dataset))])
-    assert torch.allclose(second, retrained.embed(Normalise()(images), 'instance'), atol=1e-4)
+    assert torch.allclose(second, retrained.embed(NormalizeDataPreprocessor().normalize(images), 'instance'), atol=1e-4)
     monkeypatch.setattr(frozen, 'extract_features', lambda *a, **k: pytest.fail('cache not used'))
     assert torch.equal(features(FrozenEncoder(path)), second)
 
@@ -115,8 +116,9 @@ def test_normalisation_comes_from_the_stored_pretraining_config(tiny_extrema, tm
     path = str(tmp_path / 'with_cfg.pth')
     torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config, cfg=text)),
                path)
-    assert FrozenEncoder(path).normalisation == ([72.9] * 3, [90.0] * 3)
-    assert FrozenEncoder(save_ours(tiny_extrema, str(tmp_path / 'plain.pth'))).normalisation is None
+    assert FrozenEncoder(path).normalisation == ((72.9,) * 3, (90.0,) * 3)
+    plain = FrozenEncoder(save_ours(tiny_extrema, str(tmp_path / 'plain.pth')))
+    assert plain.normalisation == (IMAGENET_MEAN, IMAGENET_STD)  # nothing stored: ImageNet, with a warning
 
 
 def test_linear_probe_trains_only_the_linear_layer():
@@ -134,3 +136,17 @@ def test_linear_probe_trains_only_the_linear_layer():
     assert isinstance(head, LinearProbeHead) and not head.training
     assert [name for name, _ in head.named_parameters()] == ['1.weight', '1.bias']
     assert (head(features).argmax(1) == labels).float().mean() > 0.95
+
+
+def test_one_class_evaluation_is_refused(tiny_extrema, fashion_mnist_folder, tmp_path):
+    """With one class every prediction is right: top-1 would be 100% of nothing."""
+    root = tmp_path / 'one_class'
+    for split in ('train', 'val'):
+        os.makedirs(root / split)
+        os.symlink(os.path.join(fashion_mnist_folder, split, 'bag'), root / split / 'bag')
+    checkpoint = save_ours(tiny_extrema, str(tmp_path / 'tiny.pth'))
+    with pytest.raises(ValueError, match=r"has 1 class folder\(s\) \(\['bag'\]\).*at least 2 classes"):
+        load_frozen_eval().main(['--checkpoint', checkpoint, '--data-root', str(root), '--percent', '50',
+                                 '--protocol', 'knn', '--workers', '0', '--cache-dir', '',
+                                 '--out', str(tmp_path / 'out.json')])
+    assert not (tmp_path / 'out.json').exists()

@@ -39,7 +39,11 @@ def setup_test_config(args):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint {args.checkpoint!r} does not exist.')
     cfg = setup_config(args.config, args.work_dir, cfg_options=args.cfg_options, launcher=args.launcher)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = args.checkpoint  # read by extrema.checkpoint.load_file (weights only)
+    cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [dict(
+        type='extrema.CompleteCheckpointHook', checkpoint=args.checkpoint,
+        fix='tools/test.py evaluates a trained segmentor: pass the iter_N.pth that tools/train.py wrote for '
+            'this config (pretrained encoders go into training with --cfg-options model.pretrained=PATH).')]
     if args.show or args.show_dir:
         hook = cfg.default_hooks.get('visualization')
         if hook is None:
@@ -64,10 +68,11 @@ def setup_test_config(args):
     return cfg
 
 
-def main():
-    args = parse_args()
-    build_runner(setup_test_config(args)).test()
+def main(argv=None):
+    args = parse_args(argv)
+    metrics = build_runner(setup_test_config(args)).test()
     close_process_group()
+    return metrics
 
 
 if __name__ == '__main__':

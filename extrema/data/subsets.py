@@ -100,6 +100,28 @@ def select_listed_images(train_root: str, names: Sequence[str], classes: Sequenc
     return samples
 
 
+def source_name(split: Optional[str], split_file: Optional[str], percent: Optional[float], seed: int) -> str:
+    if split is not None:
+        return f'split {split_file}'
+    return f'{percent}% per class, seed {seed}' if percent is not None else 'all images'
+
+
+def check_every_class_labelled(counts: np.ndarray, classes: Sequence[str], source: str,
+                               allow_missing: bool = False) -> None:
+    """A labelled subset without an image of some class cannot learn it, and its accuracy on
+    that class is 0 by construction: an error, or a warning under ``allow_missing``."""
+    empty = [name for name, count in zip(classes, counts) if count == 0]
+    if not empty:
+        return
+    message = (f'{source} has no labelled image of {len(empty)} of the {len(classes)} classes, e.g. '
+               f'{empty[:5]}.')
+    if not allow_missing:
+        raise ValueError(message + ' Check data_root and the split, or set allow_missing=True (CLI: '
+                         '--allow-missing) to evaluate anyway (those classes cannot be predicted).')
+    print_log(message + ' Continuing (allow_missing=True): those classes cannot be predicted.',
+              logger='current', level=30)
+
+
 def balanced_subset(samples: Samples, percent: float, seed: int = 0) -> Samples:
     """``percent`` % of every class (at least one image), drawn with ``seed``; original order kept."""
     if not 0 < percent <= 100:
@@ -212,8 +234,11 @@ class LabelledImageFolder(SkipUnreadable, Dataset):
         self.transform_cfg = dict(transform or dict(input_size=224))
         self.transform = build_transform(self.transform_cfg)
         counts = np.bincount([label for _, label in samples], minlength=len(self.classes))
-        source = (f'split {self.split_file} (md5 {self.split_md5})' if split is not None
-                  else f'{percent}% per class, seed {seed}' if percent is not None else 'all images')
+        source = source_name(split, self.split_file, percent, seed)
+        if split is not None or percent is not None:
+            check_every_class_labelled(counts, self.classes, source, allow_missing)
+        if split is not None:
+            source += f' (md5 {self.split_md5})'
         print_log(f'{self.root}: {len(samples)} images from {source}; {int((counts > 0).sum())} of '
                   f'{len(self.classes)} classes present, {counts[counts > 0].min()}-{counts.max()} per class.',
                   logger='current')
@@ -231,5 +256,5 @@ class LabelledImageFolder(SkipUnreadable, Dataset):
 
 
 __all__ = ['LabelledImageFolder', 'NAMED_SPLITS', 'SPLITS_DIR', 'balanced_subset',
-           'file_md5', 'read_annotation_file', 'read_split_file', 'resolve_split_file',
-           'select_listed_images']
+           'check_every_class_labelled', 'file_md5', 'read_annotation_file', 'read_split_file',
+           'resolve_split_file', 'select_listed_images']

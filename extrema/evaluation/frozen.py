@@ -12,19 +12,14 @@ import os.path as osp
 from typing import Optional, Tuple
 
 import torch
-from mmengine.config import Config
 from mmengine.logging import print_log
 from torch.utils.data import DataLoader, Dataset
 
-from ..checkpoint import (atomic_save, encoder_state_dict, infer_encoder_config, load_file, report_load,
-                          split_instance_keys)
-from ..models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD
-from ..models.vit import ExtreMAEncoder, resolve_arch
+from ..checkpoint import EncoderWeights, atomic_save, load_file
+from ..models.data_preprocessor import NormalizeDataPreprocessor
 from .features import extract_features
 
 FEATURES = ('instance', 'cls', 'mean_tokens')
-ENCODER_ARGS = ('arch', 'img_size', 'patch_size', 'in_chans', 'mlp_ratio', 'num_class_attn_blocks',
-                'layer_scale_init')
 
 
 def file_sha256(path: str) -> str:
@@ -35,56 +30,29 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def encoder_config(checkpoint: dict, encoder: dict) -> dict:
-    """``ExtreMAEncoder`` kwargs: stored in our files, inferred from shapes for official ones."""
-    meta = checkpoint.get('meta') or {}
-    stored = meta.get('extrema_config') or meta.get('encoder_config')
-    config = stored if stored else infer_encoder_config(encoder, checkpoint.get('arch'))
-    return {k: config[k] for k in ENCODER_ARGS if k in config}
-
-
-def pretraining_normalisation(checkpoint: dict) -> Optional[Tuple[list, list]]:
-    """(mean, std) of the data preprocessor in the config stored by mmengine, if any."""
-    text = (checkpoint.get('meta') or {}).get('cfg')
-    if not text:
-        return None
-    try:
-        preprocessor = Config.fromstring(text, '.py').model.get('data_preprocessor') or {}
-    except Exception as error:  # a config from another version that no longer parses
-        print_log(f'Could not read the config stored in the checkpoint ({error}).', logger='current', level=30)
-        return None
-    if 'mean' not in preprocessor:
-        return None
-    return list(preprocessor['mean']), list(preprocessor['std'])
-
-
 class FrozenEncoder:
-    """One encoder of a checkpoint in eval mode, or the same architecture freshly initialised.
+    """One encoder of a checkpoint (any format, ``extrema.checkpoint``) in eval mode, or the
+    same architecture freshly initialised.
 
     ``identity`` names the weights for the feature cache: the checkpoint's sha256,
-    or the architecture and seed of a random init.
+    or the architecture and seed of a random init. ``normalisation`` is the (mean, std)
+    of the pretraining, which the checkpoint records.
     """
 
     def __init__(self, checkpoint_path: str, branch: str = 'teacher', random_init: bool = False,
                  num_heads: Optional[int] = None, seed: int = 0, device: str = 'cpu'):
-        checkpoint = load_file(checkpoint_path)
-        encoder = encoder_state_dict(checkpoint, branch)
-        self.config = encoder_config(checkpoint, encoder)
-        if num_heads is not None:
-            self.config['arch'] = dict(resolve_arch(self.config['arch']), num_heads=num_heads)
+        weights = EncoderWeights.read(checkpoint_path, branch, num_heads)
+        self.config = weights.config
         torch.manual_seed(seed)
-        self.model = ExtreMAEncoder(**self.config, drop_path_rate=0., proj_layers=0)
+        self.model = weights.build()
         if random_init:
             self.identity = dict(random_init=True, seed=seed, config=self.config)
         else:
-            _, instance = split_instance_keys(encoder)
-            projector = [k for k in instance if k.startswith('head.')]
-            state = {k: v for k, v in encoder.items() if k not in projector}
-            report_load(self.model, state, strict=True, ignored=projector,
-                        name=f'{branch} encoder of {osp.basename(checkpoint_path)}')
+            weights.load_into(self.model, weights.has_class_attention, strict=True,
+                              name=f'{branch} encoder of {osp.basename(checkpoint_path)}')
             self.identity = dict(checkpoint_sha256=file_sha256(checkpoint_path), branch=branch,
                                  config=self.config)
-        self.normalisation = pretraining_normalisation(checkpoint)
+        self.normalisation = weights.mean, weights.std
         self.model.requires_grad_(False).eval().to(device)
         self.device = device
 
@@ -99,7 +67,7 @@ class FrozenEncoder:
     def check_feature(self, feature: str) -> None:
         if feature not in FEATURES:
             raise ValueError(f'feature must be one of {FEATURES}, got {feature!r}')
-        if feature != 'mean_tokens' and not len(self.model.blocks_token):
+        if feature != 'mean_tokens' and not len(getattr(self.model, 'blocks_token', ())):
             raise ValueError(f"This encoder has no class-attention blocks, so feature {feature!r} does not "
                              "exist; use feature='mean_tokens'.")
 
@@ -111,17 +79,6 @@ class FrozenEncoder:
         return self.model.forward_features(images)[feature]
 
 
-class Normalise:
-    """uint8 (B, 3, H, W) -> float normalised with mean/std in 0-255 units."""
-
-    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (images.float() - self.mean.to(images.device)) / self.std.to(images.device)
-
-
 def image_label_batches(dataset: Dataset, batch_size: int, workers: int, shuffle: bool = False,
                         drop_last: bool = False):
     """Yields (uint8 images, labels) from a ``LabelledImageFolder``."""
@@ -131,11 +88,12 @@ def image_label_batches(dataset: Dataset, batch_size: int, workers: int, shuffle
         yield batch['inputs'], batch['data_samples']
 
 
-def cached_features(encoder: FrozenEncoder, dataset: Dataset, feature: str, normalise: Normalise,
-                    cache_dir: Optional[str] = None, batch_size: int = 256,
+def cached_features(encoder: FrozenEncoder, dataset: Dataset, feature: str,
+                    normalise: NormalizeDataPreprocessor, cache_dir: Optional[str] = None, batch_size: int = 256,
                     workers: int = 4) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(features (N, C), labels (N,)) of ``dataset``, read from the cache when the weights, the
-    feature, the images and the preprocessing are all the same as when it was written."""
+    """(features (N, C), labels (N,)) of ``dataset``, normalised by ``normalise.normalize``, read
+    from the cache when the weights, the feature, the images and the preprocessing are all the
+    same as when it was written."""
     encoder.check_feature(feature)
     if feature == 'instance':  # the final LN of the cached class-attention output: one forward for both
         cls, labels = cached_features(encoder, dataset, 'cls', normalise, cache_dir, batch_size, workers)
@@ -152,7 +110,8 @@ def cached_features(encoder: FrozenEncoder, dataset: Dataset, feature: str, norm
             print_log(f'Features of {len(dataset)} images from cache {path}', logger='current')
             return stored['features'], stored['labels']
     device = encoder.device
-    features, labels = extract_features(lambda x: encoder.embed(normalise(x), feature),
+    normalise = normalise.to(encoder.device)
+    features, labels = extract_features(lambda x: encoder.embed(normalise.normalize(x), feature),
                                         image_label_batches(dataset, batch_size, workers), device=device)
     if path:
         os.makedirs(cache_dir, exist_ok=True)

@@ -14,8 +14,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from ..checkpoint import encoder_state_dict, load_file, report_load, split_instance_keys
-from .vit import ViTTrunk, resize_pos_embed
+from ..checkpoint import EncoderWeights
+from .vit import ViTTrunk
 
 REL_POS_TABLE = 'relative_position_bias_table'
 
@@ -101,22 +101,17 @@ class ExtreMAViT(ViTTrunk, BaseModule):
 
     def load_pretrained(self, checkpoint: str, branch: str = 'student', strict: bool = False
                         ) -> Tuple[list, list]:
-        """Load the trunk of ``branch`` from any ExtreMA checkpoint format.
+        """Load the trunk of ``branch`` from a checkpoint of any format (``extrema.checkpoint``).
 
         Prints loaded / missing / unexpected / ignored keys. Raises if the
         architecture differs, if nothing loads, and under ``strict`` if a key is
         missing or unexpected (the new relative position tables excepted).
         """
-        encoder = encoder_state_dict(load_file(checkpoint), branch)
-        trunk, instance = split_instance_keys(encoder)
-        self._check_architecture(trunk, checkpoint)
-        if 'pos_embed' in trunk:
-            trunk['pos_embed'] = self._resize_pos_embed(trunk['pos_embed'])
-        missing, unexpected = report_load(self, trunk, name=f'ExtreMAViT ({branch} of {checkpoint})',
-                                          ignored=instance)
-        if len(trunk) == len(unexpected):
-            raise KeyError(f'Nothing from {checkpoint!r} matches ExtreMAViT; its keys start with '
-                           f'{sorted(trunk)[:5]}.')
+        weights = EncoderWeights.read(checkpoint, branch)
+        weights.check_trunk(self, 'backbone config',
+                            'Pick the config of the pretrained arch (e.g. upernet_extrema-s/-b/-l).')
+        missing, unexpected = weights.load_into(self, class_attention=False,
+                                                name=f'ExtreMAViT ({branch} of {checkpoint})')
         new_tables = [k for k in missing if k.endswith(REL_POS_TABLE)]
         missing = [k for k in missing if not k.endswith(REL_POS_TABLE)]
         if new_tables:
@@ -126,29 +121,6 @@ class ExtreMAViT(ViTTrunk, BaseModule):
             raise KeyError(f'Strict load of {checkpoint!r} failed: missing {missing[:10]}, '
                            f'unexpected {unexpected[:10]}.')
         return missing, unexpected
-
-    def _check_architecture(self, trunk: dict, checkpoint: str) -> None:
-        weight = trunk.get('patch_embed.proj.weight')
-        if weight is None:
-            return
-        depth = 1 + max((int(k.split('.')[1]) for k in trunk if k.startswith('blocks.')), default=-1)
-        found = dict(embed_dim=weight.shape[0], patch_size=weight.shape[-1], depth=depth)
-        expected = dict(embed_dim=self.embed_dim, patch_size=self.patch_size, depth=self.depth)
-        if found != expected:
-            diffs = ', '.join(f'{k} {found[k]} (checkpoint) vs {expected[k]} (config)'
-                              for k in found if found[k] != expected[k])
-            own = tuple(self.patch_embed.proj.weight.shape)
-            raise ValueError(
-                f'Checkpoint {checkpoint!r} does not match the backbone config: {diffs}; '
-                f'patch_embed.proj.weight is {tuple(weight.shape)} in the checkpoint and {own} in the '
-                'model. Pick the config of the pretrained arch (e.g. upernet_extrema-s/-b/-l).')
-
-    def _resize_pos_embed(self, table: torch.Tensor) -> torch.Tensor:
-        """A (1, N, C) checkpoint table (square grid, no cls slot) -> this model's grid."""
-        side = int(round(table.shape[1] ** 0.5))
-        if side * side != table.shape[1]:
-            raise ValueError(f'Checkpoint pos_embed has {table.shape[1]} tokens, not a square grid.')
-        return resize_pos_embed(table, (side, side), self.grid_size)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         grid = self.check_img_size(x.shape[-2:])
