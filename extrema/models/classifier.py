@@ -25,10 +25,10 @@ from timm.data.random_erasing import RandomErasing
 from timm.layers import trunc_normal_
 from timm.loss import SoftTargetCrossEntropy
 
-from ..checkpoint import encoder_state_dict, infer_encoder_config, load_file, report_load, split_instance_keys
+from ..checkpoint import EncoderWeights
 from ..registry import HOOKS, MODELS
 from .data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, NormalizeDataPreprocessor
-from .vit import ExtreMAEncoder, ViTTrunk, resize_pos_embed
+from .vit import ExtreMAEncoder, ViTTrunk
 
 POOLINGS = ('mean', 'class_attention')
 
@@ -84,7 +84,7 @@ class ExtreMAClassifier(BaseModel):
         pooling: 'mean' (official FT) or 'class_attention' (keep the pretrained
             class-attention blocks and final LN; classify from the instance output).
         init_scale: the head's trunc-normal(0.02) init is multiplied by it.
-        pretrained: checkpoint in any format (official, ours, backbone); loaded by
+        pretrained: checkpoint in any format (official, ours, backbone, mmseg, mmpretrain); loaded by
             ``init_weights``, i.e. when the Runner starts training.
         pretrained_branch: 'student' (official FT) or 'teacher' (the EMA encoder).
         strict_load: fail on a missing or unexpected key. Weights the model does
@@ -101,9 +101,10 @@ class ExtreMAClassifier(BaseModel):
         if pooling not in POOLINGS:
             raise ValueError(f'pooling must be one of {POOLINGS}, got {pooling!r}')
         if pretrained and not osp.isfile(pretrained):
-            raise FileNotFoundError(f'model.pretrained={pretrained!r} does not exist. Pass an ExtreMA checkpoint '
-                                    '(official, ours or a backbone file), e.g. --cfg-options '
-                                    'model.pretrained=PATH, or model.pretrained=None to train from scratch.')
+            raise FileNotFoundError(f'model.pretrained={pretrained!r} does not exist. Pass a checkpoint '
+                                    '(ExtreMA official or ours, backbone file, mmpretrain ViT), e.g. '
+                                    '--cfg-options model.pretrained=PATH, or model.pretrained=None to '
+                                    'train from scratch.')
         if pretrained_branch not in ('student', 'teacher'):
             raise ValueError(f"pretrained_branch must be 'student' or 'teacher', got {pretrained_branch!r}")
         data_preprocessor = dict(data_preprocessor or dict(type='ClassifierDataPreprocessor'))
@@ -125,6 +126,9 @@ class ExtreMAClassifier(BaseModel):
         else:
             self.backbone = ExtreMAEncoder(**trunk_cfg, num_class_attn_blocks=num_class_attn_blocks,
                                            layer_scale_init=layer_scale_init, proj_layers=0)
+        # Official fine-tuning: pos_embed is learnable (layer id 0, no weight decay), starting from the
+        # sin-cos table; the key stays 'backbone.pos_embed', so files with the fixed buffer still load.
+        self.backbone.pos_embed = nn.Parameter(self.backbone.pos_embed)
         self.head = nn.Linear(self.backbone.embed_dim, num_classes)
         trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
@@ -137,37 +141,18 @@ class ExtreMAClassifier(BaseModel):
             self.load_pretrained(self.pretrained, self.pretrained_branch, self.strict_load)
 
     def load_pretrained(self, path: str, branch: str = 'student', strict: bool = True):
-        """Load one encoder of ``path`` into the backbone; returns (missing, unexpected)."""
-        encoder = encoder_state_dict(load_file(path), branch)
-        source_grid = self._check_architecture(encoder, path)
-        trunk, instance = split_instance_keys(encoder)
-        if self.pooling == 'mean':
-            state, ignored = trunk, instance
-        else:
-            state = dict(trunk, **{k: v for k, v in instance.items() if not k.startswith('head.')})
-            ignored = [k for k in instance if k.startswith('head.')]
-        state['pos_embed'] = resize_pos_embed(state['pos_embed'], source_grid, self.backbone.grid_size)
-        return report_load(self.backbone, state, strict=strict, ignored=ignored,
-                           name=f'classifier backbone ({branch} encoder of {osp.basename(path)})')
-
-    def _check_architecture(self, encoder: dict, path: str):
-        found = infer_encoder_config(encoder)
-        trunk = self.backbone
-        have = dict(embed_dim=found['arch']['embed_dim'], depth=found['arch']['depth'],
-                    patch_size=found['patch_size'], in_chans=found['in_chans'],
-                    mlp_ratio=found['mlp_ratio'])
-        want = dict(embed_dim=trunk.embed_dim, depth=trunk.depth, patch_size=trunk.patch_size,
-                    in_chans=trunk.patch_embed.proj.in_channels,
-                    mlp_ratio=trunk.blocks[0].mlp.fc1.out_features / trunk.embed_dim)
-        if have != want:
-            raise ValueError(f'{path} holds a ViT with {have}, but the classifier is built with {want}. '
-                             'Set model.arch=dict(embed_dim=..., depth=..., num_heads=...), '
-                             'model.patch_size, model.in_chans and model.mlp_ratio to match the checkpoint.')
-        if self.pooling == 'class_attention' and found['num_class_attn_blocks'] == 0:
+        """Load one encoder of ``path`` (any format, ``extrema.checkpoint``) into the backbone;
+        returns (missing, unexpected)."""
+        weights = EncoderWeights.read(path, branch)
+        weights.check_trunk(self.backbone, 'classifier',
+                            'Set model.arch=dict(embed_dim=..., depth=..., num_heads=...), model.patch_size, '
+                            'model.in_chans and model.mlp_ratio to match the checkpoint.')
+        class_attention = self.pooling == 'class_attention'
+        if class_attention and not weights.has_class_attention:
             raise ValueError(f'{path} has no class-attention blocks (blocks_token.*), so '
                              "pooling='class_attention' cannot be used; use pooling='mean'.")
-        grid = found['img_size'] // found['patch_size']
-        return grid, grid
+        return weights.load_into(self.backbone, class_attention, strict=strict,
+                                 name=f'classifier backbone ({branch} encoder of {osp.basename(path)})')
 
     def extract_feat(self, images: torch.Tensor) -> torch.Tensor:
         """(B, C) features before the head."""
