@@ -4,7 +4,7 @@
 # lr: CAE swept 1e-4 .. 4e-4 (smaller for longer-pretrained models); 1e-4 as mmseg's MAE.
 _base_ = [
     '_base_/models/upernet_extrema.py',
-    '_base_/datasets/ade20k.py',
+    'mmseg::_base_/datasets/ade20k.py',
     '_base_/schedules/schedule_160k_adamw-layer-decay.py',
     '_base_/default_runtime.py',
 ]
@@ -18,4 +18,4 @@ model = dict(
     data_preprocessor=data_preprocessor,
 )
 optim_wrapper = dict(optimizer=dict(lr=1e-4), paramwise_cfg=dict(num_layers=12, decay_rate=0.65))
-train_dataloader = dict(batch_size=2)
+train_dataloader = dict(batch_size=2)  # mmseg's ADE20K base has 4 per GPU

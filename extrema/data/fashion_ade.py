@@ -14,7 +14,7 @@ scenes use Fashion-MNIST train items and validation scenes its test items.
 """
 import os
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from mmseg.datasets import BaseSegDataset
@@ -102,24 +102,42 @@ def generate_fashion_ade(out_dir: str, train_images: int = 1000, val_images: int
 
 @MMSEG_DATASETS.register_module()
 class FashionADEDataset(BaseSegDataset):
-    """Fashion-ADE scenes (see the module docstring); 11 classes with reduce_zero_label."""
+    """An ADE20K-layout folder (``images/<split>/*.jpg``, ``annotations/<split>/*.png``, label 0 =
+    ignore with ``reduce_zero_label``): the Fashion-ADE scenes (see the module docstring, 11
+    classes) by default, or a folder of your own with ``metainfo=dict(classes=(...))``.
+
+    Given classes are the classes of the label files, in order (label value i + 1 is class i under
+    ``reduce_zero_label``); they are not remapped to the Fashion-ADE ones. Without a palette of
+    the same length a fixed random one is drawn (mmseg's rule).
+    """
 
     METAINFO = dict(classes=SEG_CLASSES, palette=PALETTE)
 
     def __init__(self, img_suffix: str = '.jpg', seg_map_suffix: str = '.png',
-                 reduce_zero_label: bool = True, **kwargs):
+                 reduce_zero_label: bool = True, metainfo: Optional[dict] = None, **kwargs):
+        if metainfo and 'classes' in metainfo and tuple(metainfo['classes']) != SEG_CLASSES:
+            # The Fashion-ADE palette does not colour other classes: mmseg draws one.
+            metainfo = dict(metainfo, palette=metainfo.get('palette') or [])
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         reduce_zero_label=reduce_zero_label, **kwargs)
+                         reduce_zero_label=reduce_zero_label, metainfo=metainfo, **kwargs)
+
+    @classmethod
+    def get_label_map(cls, new_classes=None) -> None:
+        # mmseg maps new classes by name onto METAINFO's (a subset, others ignored); here the
+        # configured classes are those the label files hold, so the values stay as they are.
+        return None
 
     def load_data_list(self) -> list:
         image_dir = self.data_prefix.get('img_path', '')
+        layout = ('An ADE20K-layout folder holds images/{training,validation}/*' + self.img_suffix +
+                  ' and annotations/{training,validation}/*' + self.seg_map_suffix + ' under data_root')
         if not osp.isdir(image_dir):
             raise FileNotFoundError(
-                f'Fashion-ADE images not found at {image_dir!r} (data_root={self.data_root!r}). '
-                f'Generate them with `python tools/prepare_fashion_ade.py --out {self.data_root or "DIR"}`'
+                f'No image folder at {image_dir!r} (data_root={self.data_root!r}). {layout}; for the '
+                f'Fashion-ADE scenes run `python tools/prepare_fashion_ade.py --out {self.data_root or "DIR"}`'
                 ', or point data_root at the generated folder.')
         data_list = super().load_data_list()
         if not data_list:
-            raise FileNotFoundError(f'No {self.img_suffix} images in {image_dir!r}; regenerate with '
-                                    'tools/prepare_fashion_ade.py.')
+            raise FileNotFoundError(f'No {self.img_suffix} images in {image_dir!r}. {layout} (set img_suffix '
+                                    'for other extensions); Fashion-ADE scenes: tools/prepare_fashion_ade.py.')
         return data_list

@@ -1,5 +1,9 @@
-# AdamW with layer-wise lr decay (CAE / MAE / BEiT transfer recipe), 1500-iter warmup, poly 1.0.
+# mmseg's 160k schedule with the CAE / MAE / BEiT transfer optimiser: AdamW with layer-wise lr
+# decay, 1500-iteration linear warm-up, then poly 1.0; keeps the best-mIoU checkpoint.
+_base_ = ['mmseg::_base_/schedules/schedule_160k.py']
+optimizer = None  # mmseg's SGD variable, unused: the optimizer is optim_wrapper.optimizer
 optim_wrapper = dict(
+    _delete_=True,
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
     constructor='LayerDecayOptimWrapperConstructor',
@@ -8,14 +12,4 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=1500),
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=1500, end=160000),
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=160000, val_interval=16000)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=16000, max_keep_ckpts=3,
-                    save_best='mIoU', rule='greater'),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+default_hooks = dict(checkpoint=dict(max_keep_ckpts=3, save_best='mIoU', rule='greater'))
