@@ -563,14 +563,17 @@ def require_every_tensor(model: nn.Module, checkpoint: dict, path: str, target: 
     """Raise, naming the file's format, unless ``checkpoint`` holds every tensor of ``model``
     (after mmengine's ``module.`` strip): evaluating a model whose weights did not load
     gives a number that means nothing."""
-    state = {re.sub(r'^module\.', '', k) for k in state_dict_of(checkpoint)}
-    own = list(model.state_dict())
+    state = {re.sub(r'^module\.', '', k): v for k, v in state_dict_of(checkpoint).items()}
+    own = model.state_dict()
     missing = [k for k in own if k not in state]
-    if missing:
+    mismatched = [f'{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}' for k, v in own.items()
+                  if k in state and hasattr(state[k], 'shape') and state[k].shape != v.shape]
+    if missing or mismatched:
         fmt = describe_format(checkpoint)
-        raise ValueError(f'{path} is {FORMAT_NAMES[fmt]} (format {fmt!r}), not a {target} checkpoint: it holds '
-                         f'{len(own) - len(missing)} of the {len(own)} tensors of the {target} (missing, e.g., '
-                         f'{missing[:3]}). {fix}')
+        problem = (f'misses {len(missing)} of the {len(own)} tensors of the {target} (e.g. {missing[:3]})'
+                   if missing else f'has other shapes (checkpoint vs model: {mismatched[:3]})')
+        raise ValueError(f'{path} is {FORMAT_NAMES[fmt]} (format {fmt!r}), not a checkpoint of this {target}: '
+                         f'it {problem}. {fix}')
 
 
 @HOOKS.register_module()

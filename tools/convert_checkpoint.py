@@ -23,7 +23,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import torch  # noqa: E402
 
 from extrema import ExtreMA  # noqa: E402
-from extrema.checkpoint import (CONFIG_KEY, EncoderWeights, atomic_save, detect_format,  # noqa: E402
+from extrema.checkpoint import (CONFIG_KEY, INSTANCE_KEY, EncoderWeights, atomic_save, detect_format,  # noqa: E402
                                 extrema_config, load_file, pixel_normalization, report_load,
                                 to_extrema_state_dict)
 
@@ -43,10 +43,12 @@ def convert_to_extrema(path: str, strict: bool):
 
 def convert_to_backbone(path: str, branch: str, keep_projector: bool, strict: bool, num_heads=None):
     weights = EncoderWeights.read(path, branch, num_heads)
-    encoder = weights.state if keep_projector else {k: v for k, v in weights.state.items()
-                                                    if not k.startswith('head.')}
-    expected = weights.build(projector=keep_projector)
-    missing, unexpected = report_load(expected, encoder, strict=strict, name=f'{branch} encoder')
+    # A trunk-only source (mmseg, mmpretrain) keeps no [cls] token or final LN: the trunk has none.
+    dropped = [k for k in weights.state if (k.startswith('head.') and not keep_projector)
+               or (not weights.has_class_attention and INSTANCE_KEY.match(k))]
+    encoder = {k: v for k, v in weights.state.items() if k not in dropped}
+    missing, unexpected = report_load(weights.build(projector=keep_projector), encoder, strict=strict,
+                                      name=f'{branch} encoder', ignored=dropped)
     meta = {'format': 'extrema-backbone', 'branch': branch, 'source_format': weights.format,
             CONFIG_KEY: weights.config, 'data_preprocessor': dict(mean=list(weights.mean), std=list(weights.std))}
     return dict(state_dict=encoder, meta=meta), missing, unexpected
