@@ -6,7 +6,7 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
 from ..registry import DATASETS
-from .folder import SkipUnreadable, scan_image_folder
+from .folder import SeededItems, SkipUnreadable, scan_image_folder
 
 
 def random_crop_transform(img_size: int = 224, crop_scale: Tuple[float, float] = (0.2, 1.0)) -> T.Compose:
@@ -20,13 +20,15 @@ def random_crop_transform(img_size: int = 224, crop_scale: Tuple[float, float] =
 
 
 @DATASETS.register_module()
-class RandomCropImageFolder(SkipUnreadable, Dataset):
+class RandomCropImageFolder(SeededItems, SkipUnreadable, Dataset):
     """Unlabelled pretraining images from an ImageNet-layout folder.
 
     Each item is ``dict(inputs=crop)``, one RandomResizedCrop(scale ``crop_scale``)
     and flip of the image as uint8 (3, S, S). The crop is shared by both views:
     ``TwoViewDataPreprocessor`` colours it twice on the device, so the workers
-    only decode, crop and resize.
+    only decode, crop and resize. Under the Runner each item's crop is drawn from a seed
+    of (run seed, epoch, index) (``SeededItems``, set by ``TrainDataHook``), which keeps
+    kill-and-resume exact with persistent workers.
     """
 
     def __init__(self, data_root: str, data_prefix: str = 'train', img_size: int = 224,
@@ -38,6 +40,7 @@ class RandomCropImageFolder(SkipUnreadable, Dataset):
             self.samples = self.samples[:max_samples]
         self.max_bad_fraction = max_bad_fraction
         self.transform = random_crop_transform(img_size, tuple(crop_scale))
+        self.bad_files  # noqa: B018  (shared flags made here, before any worker forks)
 
     @property
     def metainfo(self) -> dict:
@@ -48,4 +51,5 @@ class RandomCropImageFolder(SkipUnreadable, Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image, _ = self.load_rgb(index)
-        return dict(inputs=self.transform(image))
+        with self.item_rng(index):
+            return dict(inputs=self.transform(image))

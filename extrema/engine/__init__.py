@@ -1,8 +1,10 @@
 from .fileio import AtomicLocalBackend
-from .hooks import ExtreMACheckpointHook, MomentumUpdateHook, cosine_momentum
+from .hooks import (CheckpointGuardHook, ExtreMACheckpointHook, MomentumUpdateHook, TrainDataHook,
+                    cosine_momentum)
 from .layer_decay import LayerDecayOptimWrapperConstructor, layer_id  # noqa: F401
 from .optimizers import AutocastOptimWrapper, DecayGroupsOptimWrapperConstructor, no_weight_decay
 from . import knn_hook, seg_hooks  # noqa: F401  (registration)
 
-__all__ = ['AtomicLocalBackend', 'AutocastOptimWrapper', 'DecayGroupsOptimWrapperConstructor',
-           'ExtreMACheckpointHook', 'MomentumUpdateHook', 'cosine_momentum', 'no_weight_decay']
+__all__ = ['AtomicLocalBackend', 'AutocastOptimWrapper', 'CheckpointGuardHook',
+           'DecayGroupsOptimWrapperConstructor', 'ExtreMACheckpointHook', 'MomentumUpdateHook', 'TrainDataHook',
+           'cosine_momentum', 'no_weight_decay']
