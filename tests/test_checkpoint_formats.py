@@ -1,6 +1,5 @@
 """One checkpoint layer for every target: mmpretrain ViTs, carried pixel statistics, fp16
 backbone files, and tools/test.py refusing a checkpoint that is not the segmentor's."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -16,19 +15,10 @@ from extrema.evaluation.frozen import FrozenEncoder
 from extrema.models import ExtreMAViT
 from extrema.models.classifier import ExtreMAClassifier
 
-from conftest import ROOT
-
-SEG_CONFIG = osp.join(ROOT, 'mmseg_configs', 'upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py')
+from test_checkpoint_security import SEG_CONFIG, _tool, fashion_ade  # noqa: F401  (fixture)
 MMPRETRAIN_ARCH = dict(embed_dims=32, num_layers=2, num_heads=4, feedforward_channels=128)
 OUR_ARCH = dict(embed_dim=32, depth=2, num_heads=4)
 STATS = dict(mean=[10., 20., 30.], std=[40., 50., 60.])
-
-
-def _tool(*path):
-    spec = importlib.util.spec_from_file_location('_'.join(path)[:-3], osp.join(ROOT, *path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _build_mmpretrain(cfg: dict):
@@ -169,14 +159,6 @@ def test_float16_backbone_loads_everywhere(tiny_extrema, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(frozen.embed(images, 'instance'), FrozenEncoder(full).embed(images, 'instance'),
                                    rtol=1e-2, atol=1e-2)
-
-
-@pytest.fixture(scope='module')
-def fashion_ade(tmp_path_factory):
-    from extrema.data.fashion_ade import generate_fashion_ade
-    root = str(tmp_path_factory.mktemp('fashion_ade'))
-    generate_fashion_ade(root, train_images=1, val_images=1, min_side=48, max_side=48)
-    return root
 
 
 def test_tools_test_refuses_a_checkpoint_that_is_not_the_segmentor(fashion_ade, tiny_extrema, tmp_path):

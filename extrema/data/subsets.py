@@ -39,11 +39,8 @@ def resolve_split_file(split: str) -> str:
 
 
 def file_md5(path: str) -> str:
-    digest = hashlib.md5()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'md5').hexdigest()
 
 
 def read_split_file(path: str) -> List[str]:

@@ -23,11 +23,8 @@ FEATURES = ('instance', 'cls', 'mean_tokens')
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 22), b''):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, 'sha256').hexdigest()
 
 
 class FrozenEncoder:
