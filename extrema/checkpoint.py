@@ -188,14 +188,20 @@ def _from_mmpretrain(encoder: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor
 
 
 def to_extrema_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """A full ExtreMA state dict (student/teacher/predictor) from an official or our checkpoint."""
+    """A full ExtreMA state dict (student/teacher/predictor) from an official or our checkpoint, or
+    from a backbone file (its encoder as both branches)."""
     fmt = detect_format(checkpoint)
     state = state_dict_of(checkpoint)
     if fmt == 'extrema':
         return dict(state)
+    if fmt == 'backbone':
+        print_log('A backbone file holds one encoder: it becomes both the student and the teacher; the '
+                  'predictor (and a dropped projector) stay randomly initialised and are listed as missing.',
+                  logger='current', level=30)
+        return {f'{branch}.{k}': v for branch in ('student', 'teacher') for k, v in state.items()}
     if fmt != 'official':
-        raise ValueError(f'This is a {fmt} file (one encoder, no projector or predictor); a full ExtreMA '
-                         'model needs a pretraining checkpoint (official or ours).')
+        raise ValueError(f'This is a {fmt} file (a ViT trunk without class-attention blocks); a full ExtreMA '
+                         'model needs an ExtreMA checkpoint (official, ours or a backbone file).')
     converted = {}
     for key, value in state.items():
         for old, new in OFFICIAL_TO_OURS:
@@ -512,9 +518,9 @@ def extrema_config(checkpoint: dict, state: Dict[str, torch.Tensor]) -> dict:
 
     Inferred configs use one mask (r=0.8); pass ``ids_keep`` or override to mask differently.
     """
-    config = dict((checkpoint.get('meta') or {}).get(CONFIG_KEY) or {})
-    if config:
-        return config
+    stored = (checkpoint.get('meta') or {}).get(CONFIG_KEY)
+    if stored and detect_format(checkpoint) == 'extrema':
+        return dict(stored)
     student = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
     config = encoder_config(checkpoint, student)
     config.pop('qkv_bias')  # ExtreMA always has qkv biases
@@ -526,7 +532,8 @@ def extrema_config(checkpoint: dict, state: Dict[str, torch.Tensor]) -> dict:
 
 def load_pretrained(path: str, strict: bool = False, device: str = 'cpu', num_heads: Optional[int] = None,
                     **overrides):
-    """An ``ExtreMA`` model in eval mode from our or an official checkpoint.
+    """An ``ExtreMA`` model in eval mode from our or an official checkpoint, or a backbone file
+    (``to_extrema_state_dict``; fp16 files are cast to float32).
 
     Hyper-parameters come from ``meta['extrema_config']`` or are inferred from the
     tensor shapes (see ``encoder_config`` for the head count, which ``num_heads``

@@ -152,7 +152,9 @@ def test_float16_backbone_loads_everywhere(tiny_extrema, tmp_path):
     classifier = ExtreMAClassifier(num_classes=10, arch=tiny_extrema.config['arch'], img_size=32, patch_size=8,
                                    pretrained=half)
     classifier.init_weights()
-    for model in (frozen.model, load_encoder(half).encoder, backbone, classifier.backbone):
+    pretrained = extrema.load_pretrained(half)  # the encoder as both branches, predictor missing
+    for model in (frozen.model, load_encoder(half).encoder, backbone, classifier.backbone, pretrained.teacher,
+                  pretrained.student):
         qkv = model.blocks[1].attn.qkv.weight
         assert qkv.dtype == torch.float32 and torch.equal(qkv, expected)
     images = torch.randn(2, 3, 32, 32)
