@@ -145,7 +145,8 @@ def test_resume_into_another_architecture_is_one_clear_error(trained, tmp_path):
 def test_runner_type_is_honoured(tmp_path, fashion_mnist_folder):
     from mmengine.runner import FlexibleRunner
     config = write_config(tmp_path, fashion_mnist_folder, extra="runner_type = 'FlexibleRunner'\n")
-    runner = build_runner(setup_config(config, work_dir=str(tmp_path / 'flex'), cfg_options={'train_cfg.max_epochs': 1}))
+    cfg = setup_config(config, work_dir=str(tmp_path / 'flex'), cfg_options={'train_cfg.max_epochs': 1})
+    runner = build_runner(cfg)
     assert isinstance(runner, FlexibleRunner)
     runner.train()
     assert os.path.isfile(tmp_path / 'flex/epoch_1.pth')

@@ -195,8 +195,8 @@ class CheckpointGuardHook(Hook):
         trained = f' It was trained with {stored_cfg}.' if stored_cfg else ''
         raise ValueError(
             f'Cannot resume from {runner._load_from or runner.work_dir}: its model is not the one this config '
-            f'builds ({len(shapes)} of {len(model)} tensors differ in shape; {"; ".join(details)}).{trained} Resume with '
-            'the config the run was started with (architecture overrides such as model.arch or '
+            f'builds ({len(shapes)} of {len(model)} tensors differ in shape; {"; ".join(details)}).{trained} '
+            'Resume with the config the run was started with (architecture overrides such as model.arch or '
             'model.patch_size cannot change mid-run), or start a new work dir; to initialise a different '
             'model from these weights use load_from / model.pretrained instead of --resume.')
 
