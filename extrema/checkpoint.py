@@ -45,7 +45,6 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from .registry import HOOKS
 
-FORMATS = ('official', 'extrema', 'backbone', 'mmseg', 'mmpretrain')
 CONFIG_KEY = 'extrema_config'
 BRANCH_PREFIX = {'official': {'student': 'module.base_encoder.', 'teacher': 'module.momentum_encoder.'},
                  'extrema': {'student': 'student.', 'teacher': 'teacher.'},
@@ -463,7 +462,8 @@ class EncoderWeights:
         raises when nothing matches."""
         from .models.vit import resize_pos_embed
         trunk, instance = split_instance_keys(self.state)
-        wanted = {k: v for k, v in instance.items() if class_attention and (projector or not k.startswith('head.'))}
+        wanted = {k: v for k, v in instance.items()
+                  if class_attention and (projector or not k.startswith('head.'))}
         state = dict(trunk, **wanted)
         if 'pos_embed' in state and hasattr(module, 'grid_size'):
             side = math.isqrt(state['pos_embed'].shape[1])

@@ -43,7 +43,8 @@ DEFAULT_FEATURE = dict(logreg='instance', knn='instance', linear='cls')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     weights = parser.add_argument_group('weights')
-    weights.add_argument('--checkpoint', required=True, help='ExtreMA checkpoint: official, ours or backbone')
+    weights.add_argument('--checkpoint', required=True,
+                         help='official ExtreMA, ours, backbone file, mmseg segmentor or mmpretrain ViT')
     weights.add_argument('--branch', choices=['teacher', 'student'], default='teacher')
     weights.add_argument('--random-init', action='store_true',
                          help="baseline: the checkpoint's architecture with fresh (official) init")

@@ -84,7 +84,8 @@ def test_mmpretrain_mae_loads_in_every_target(mmpretrain_mae, tmp_path):
 
     classifier = ExtreMAClassifier(num_classes=10, arch=OUR_ARCH, img_size=32, patch_size=8, pretrained=path)
     classifier.init_weights()  # strict: every trunk tensor loads
-    torch.testing.assert_close(classifier.backbone.blocks[1].mlp.fc1.weight, mae.backbone.layers[1].ffn.layers[0][0].weight)
+    torch.testing.assert_close(classifier.backbone.blocks[1].mlp.fc1.weight,
+                               mae.backbone.layers[1].ffn.layers[0][0].weight)
 
     out = str(tmp_path / 'backbone.pth')
     _tool('tools', 'convert_checkpoint.py').main([path, out, '--to', 'backbone', '--strict'])

@@ -20,7 +20,7 @@ class LoadedEncoder:
     encoder: Union[ExtreMAEncoder, ViTTrunk]
     mean: Tuple[float, float, float]  # pixel normalisation, 0-255 units
     std: Tuple[float, float, float]
-    checkpoint_format: str  # one of extrema.checkpoint.FORMATS
+    checkpoint_format: str  # what extrema.checkpoint.detect_format returns
     branch: str
 
     def __post_init__(self):
