@@ -346,12 +346,19 @@ def _mmpretrain_heads(checkpoint: dict) -> Optional[int]:
     return None
 
 
+def stored_config(checkpoint: dict) -> dict:
+    """The architecture a file records in ``meta['extrema_config']``: ExtreMA's kwargs in our
+    pretraining checkpoints, the encoder's in backbone files; {} when there is none."""
+    meta = checkpoint.get('meta') or {}
+    # Backbone files converted before the one metadata key stored it as 'encoder_config'.
+    return dict(meta.get(CONFIG_KEY) or meta.get('encoder_config') or {})
+
+
 def _stated_heads(checkpoint: dict, encoder: Dict[str, torch.Tensor], num_heads: Optional[int]) -> Optional[int]:
     """The head count from ``num_heads``, else the stored ``meta['extrema_config']``, the
     relative position tables (one column per head), an mmpretrain config or the official
     ``arch`` name; None when nothing says it."""
-    meta = checkpoint.get('meta') or {}
-    stored = meta.get(CONFIG_KEY) or meta.get('encoder_config') or {}
+    stored = stored_config(checkpoint)
     table = encoder.get('blocks.0.attn.relative_position_bias_table')
     official = OFFICIAL_HEADS.get(checkpoint.get('arch'))
     candidates = (lambda: num_heads,
@@ -368,9 +375,7 @@ def encoder_config(checkpoint: dict, encoder: Dict[str, torch.Tensor], num_heads
     the stored ``meta['extrema_config']``, completed from tensor shapes. The head count,
     which shapes do not give, comes from ``_stated_heads``, else is assumed to be width / 64
     (loudly, with ``warn``)."""
-    meta = checkpoint.get('meta') or {}
-    # Backbone files converted before the one metadata key stored it as 'encoder_config'.
-    stored = meta.get(CONFIG_KEY) or meta.get('encoder_config') or {}
+    stored = stored_config(checkpoint)
     config = infer_encoder_config(encoder)
     config.update({k: stored[k] for k in ENCODER_ARGS if k in stored and k != 'arch'})
     heads = _stated_heads(checkpoint, encoder, num_heads)
@@ -518,9 +523,9 @@ def extrema_config(checkpoint: dict, state: Dict[str, torch.Tensor]) -> dict:
 
     Inferred configs use one mask (r=0.8); pass ``ids_keep`` or override to mask differently.
     """
-    stored = (checkpoint.get('meta') or {}).get(CONFIG_KEY)
+    stored = stored_config(checkpoint)
     if stored and detect_format(checkpoint) == 'extrema':
-        return dict(stored)
+        return stored
     student = {k[len('student.'):]: v for k, v in state.items() if k.startswith('student.')}
     config = encoder_config(checkpoint, student)
     config.pop('qkv_bias')  # ExtreMA always has qkv biases
