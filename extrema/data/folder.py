@@ -9,6 +9,8 @@ import torch
 from mmengine.logging import print_log
 from PIL import Image
 
+from .sample_list import SampleList
+
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 # What PIL raises on a truncated, corrupt or hostile file. DecompressionBombError (an image
 # of more than twice PIL's MAX_IMAGE_PIXELS) is not an OSError: without it, one such file
@@ -17,8 +19,9 @@ UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 SIXTEEN_BIT_MODES = ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I')
 
 
-def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
-    """(samples [(path, class index)], classes) of an ImageNet-layout folder, sorted."""
+def scan_image_folder(root: str) -> Tuple[SampleList, List[str]]:
+    """(samples [(path, class index)], classes) of an ImageNet-layout folder, sorted. The samples
+    are a ``SampleList``: numpy buffers that forked DataLoader workers share instead of copying."""
     if not os.path.isdir(root):
         raise FileNotFoundError(
             f'Image folder {root!r} does not exist. Point data_root/data_prefix at an ImageNet-layout '
@@ -34,7 +37,7 @@ def scan_image_folder(root: str) -> Tuple[List[Tuple[str, int]], List[str]]:
                         if f.lower().endswith(IMG_EXTENSIONS)]
     if not samples:
         raise FileNotFoundError(f'{root!r} has class folders but no images with extensions {IMG_EXTENSIONS}.')
-    return samples, classes
+    return SampleList(samples), classes
 
 
 def read_rgb(path: str) -> Image.Image:
