@@ -5,6 +5,7 @@ from .extrema import ExtreMA, byol_loss, infonce_loss
 from .seg_backbone import ExtreMAViT  # noqa: F401  (registers in mmseg)
 from .masking import check_mask_config, num_visible, sample_masks
 from .vit import ExtreMAEncoder, ViTTrunk, count_parameters, sincos_pos_embed_2d
+from . import timm_models  # noqa: F401,E402  (registers extrema_vit_* with timm)
 
 __all__ = ['BatchColorAugment', 'ExtreMA', 'ExtreMAEncoder', 'NormalizeDataPreprocessor',
            'TwoViewDataPreprocessor', 'ViTTrunk', 'byol_loss',
