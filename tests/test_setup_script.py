@@ -69,6 +69,6 @@ def test_a_venv_without_pip_is_rebuilt_and_the_project_installed(tmp_path):
     result = run_setup(project, PYTHON=base_python)
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'Rebuilding .venv' in result.stdout
-    imported = subprocess.run([str(project / '.venv/bin/python'), '-c', 'import scratch_module; print(scratch_module.VALUE)'],
+    imported = subprocess.run([str(project / '.venv/bin/python'), '-c', 'import scratch_module as m; print(m.VALUE)'],
                               cwd=str(tmp_path.parent), capture_output=True, text=True)
     assert imported.stdout.strip() == '42'  # installed: importable from outside the project

@@ -57,9 +57,9 @@ class ExtreMACheckpointHook(Hook):
 
     The config lets ``extrema.load_pretrained`` rebuild the model. The RNG states,
     restored before the first resumed epoch creates its data iterator, make a run
-    resumed at an epoch boundary draw the same masks, drop-path, augmentation and
-    worker seeds as an uninterrupted one (persistent workers keep their own
-    streams, so exactness needs ``persistent_workers=False``).
+    resumed at an epoch boundary draw the same masks, drop-path and colour
+    augmentation as an uninterrupted one; the crops made in the workers come from
+    per-item seeds (``TrainDataHook``), so persistent workers resume exactly too.
     """
 
     priority = 'LOW'  # before CheckpointHook (VERY_LOW) in after_train_epoch
