@@ -399,8 +399,9 @@ def _resolve_heads(arch) -> int:
 @dataclass
 class EncoderWeights:
     """One encoder of a checkpoint of any format, in the ExtreMA encoder's names, with the
-    architecture and pixel normalisation to rebuild and feed it. Every target (frozen
-    tools, analyses, classifier, mmseg backbone, converter) loads through ``load_into``."""
+    architecture and pixel normalisation to rebuild and feed it. The frozen tools, the
+    analyses, the classifier and the mmseg backbone load through ``load_into``; the converter
+    writes ``state`` and verifies it against ``build``."""
     path: str
     format: str
     branch: str
@@ -460,15 +461,14 @@ class EncoderWeights:
                 f'{tuple(trunk.patch_embed.proj.weight.shape)} in the model). {fix}')
 
     def load_into(self, module: nn.Module, class_attention: bool, strict: bool = False,
-                  name: Optional[str] = None, projector: bool = False) -> Tuple[list, list]:
+                  name: Optional[str] = None) -> Tuple[list, list]:
         """Load the trunk (and with ``class_attention`` the class-attention blocks, final LN and
-        [cls] token; with ``projector`` also ``head.*``) into ``module``, the positional table
-        resized to its grid. Everything else is listed as ignored. Returns (missing, unexpected);
+        [cls] token) into ``module``, the positional table resized to its grid. Everything else
+        (the projector ``head.*`` always) is listed as ignored. Returns (missing, unexpected);
         raises when nothing matches."""
         from .models.vit import resize_pos_embed
         trunk, instance = split_instance_keys(self.state)
-        wanted = {k: v for k, v in instance.items()
-                  if class_attention and (projector or not k.startswith('head.'))}
+        wanted = {k: v for k, v in instance.items() if class_attention and not k.startswith('head.')}
         state = dict(trunk, **wanted)
         if 'pos_embed' in state and hasattr(module, 'grid_size'):
             side = math.isqrt(state['pos_embed'].shape[1])
