@@ -109,7 +109,8 @@ def cached_features(encoder: FrozenEncoder, dataset: Dataset, feature: str,
     device = encoder.device
     normalise = normalise.to(encoder.device)
     features, labels = extract_features(lambda x: encoder.embed(normalise.normalize(x), feature),
-                                        image_label_batches(dataset, batch_size, workers), device=device)
+                                        image_label_batches(dataset, batch_size, workers), device=device,
+                                        total=len(dataset))
     if path:
         os.makedirs(cache_dir, exist_ok=True)
         atomic_save(dict(features=features, labels=labels, key=key), path)
