@@ -174,3 +174,19 @@ def test_tools_test_refuses_a_checkpoint_that_is_not_the_segmentor(fashion_ade, 
     with pytest.raises(ValueError, match=r"is an ExtreMA pretraining checkpoint \(format 'extrema'\), not a "
                                          r"checkpoint of this segmentor: it misses \d+ of the \d+ tensors"):
         _tool('tools', 'test.py').main(argv)
+
+
+def test_mmpretrain_head_count_from_an_arch_name(tmp_path):
+    """mmpretrain's 'small' ViT has 8 heads of 96 dims; the 64-d guess would say 12."""
+    width = 768
+    state = {'backbone.patch_embed.projection.weight': torch.zeros(width, 3, 2, 2),
+             'backbone.pos_embed': torch.zeros(1, 5, width),
+             'backbone.layers.0.ln1.weight': torch.ones(width),
+             'backbone.layers.0.ffn.layers.0.0.weight': torch.zeros(width, width)}
+    text = Config(dict(model=dict(type='ImageClassifier', backbone=dict(type='VisionTransformer', arch='small')))
+                  ).pretty_text
+    path = str(tmp_path / 'vit_small.pth')
+    torch.save(dict(state_dict=state, meta=dict(cfg=text)), path)
+    weights = EncoderWeights.read(path)
+    assert weights.heads_stated and weights.config['arch'] == dict(embed_dim=width, depth=1, num_heads=8)
+    assert (weights.config['img_size'], weights.config['patch_size']) == (4, 2)  # [cls] slot dropped
