@@ -122,7 +122,7 @@ def _ours_with_stats(model, path):
 
 
 def test_converted_files_carry_the_pixel_statistics(tiny_extrema, tmp_path):
-    """Before, a backbone file fell back to ImageNet's mean/std in the frozen evaluation."""
+    """A backbone file is evaluated with its pretraining's mean/std, not ImageNet's."""
     source = _ours_with_stats(tiny_extrema, str(tmp_path / 'ours.pth'))
     convert = _tool('tools', 'convert_checkpoint.py')
     backbone, full = str(tmp_path / 'backbone.pth'), str(tmp_path / 'full.pth')
@@ -165,7 +165,7 @@ def test_float16_backbone_loads_everywhere(tiny_extrema, tmp_path):
 
 
 def test_tools_test_refuses_a_checkpoint_that_is_not_the_segmentor(fashion_ade, tiny_extrema, tmp_path):
-    """Before: the pretraining checkpoint loaded nothing into the segmentor and mIoU 4.57 came out."""
+    """A pretraining checkpoint holds no segmentor tensor: an mIoU of the random segmentor means nothing."""
     path = str(tmp_path / 'pretraining.pth')
     torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config)), path)
     argv = [SEG_CONFIG, path, '--work-dir', str(tmp_path / 'test'), '--cfg-options',

@@ -128,7 +128,7 @@ def test_the_payloads_are_live(crafted):
     torch.load(path, weights_only=False)
     assert osp.exists(marker)
     os.remove(marker)
-    if 'getattr' in path:  # the allow-list extrema/compat.py used to install for the whole process
+    if 'getattr' in path:  # builtins.getattr on the allow-list lets it through weights_only=True
         with torch.serialization.safe_globals([getattr]):
             torch.load(path, weights_only=True)
         assert osp.exists(marker)
@@ -163,7 +163,7 @@ def test_stored_config_text_is_read_as_data(tmp_path, tiny_extrema):
     assert FrozenEncoder(path).normalisation == ((1., 2., 3.), (4., 5., 6.))
     assert extrema.load_pretrained(path).data_preprocessor.mean.flatten().tolist() == [1., 2., 3.]
     assert not osp.exists(marker)
-    Config.fromstring(text, '.py')  # what semi_sup/frozen_eval.py used to do with it
+    Config.fromstring(text, '.py')  # executing the text would run it
     assert osp.exists(marker)
 
 
