@@ -3,6 +3,8 @@ online k-NN), and progress while frozen features are embedded."""
 import glob
 import logging
 import os
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -128,3 +130,16 @@ def test_feature_extraction_logs_progress():
         assert records.messages == []
     finally:
         logger.removeHandler(records)
+
+
+def test_knn_hook_gathers_every_image_across_two_processes(tmp_path, fashion_mnist_folder):
+    config = tiny_config(tmp_path, fashion_mnist_folder, KNN_HOOK.format(root=fashion_mnist_folder))
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29543',
+         os.path.join(ROOT, 'tools/train.py'), config, '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'work'),
+         '--cfg-options', 'train_cfg.max_epochs=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-3000:]
+    # each rank embedded half; rank 0 voted over all of them, once
+    assert log.count('k-NN (k=5, teacher instance, 200 bank / 100 val images)') == 1
