@@ -67,7 +67,8 @@ class KNNEvalHook(Hook):
             return model.forward_features(images, self.branch)[self.feature]
         features, labels = extract_features(embed, ((b['inputs'], b['data_samples']) for b in loader),
                                             progress=False)
-        device = 'gpu' if features.is_cuda or torch.cuda.is_available() else 'cpu'
+        # mmengine's 'gpu' mode gathers through the process group; 'cpu' through a shared temp dir.
+        device = 'gpu' if torch.cuda.is_available() else 'cpu'
         gathered = collect_results(list(zip(features, labels.tolist())), len(loader.dataset), device)
         if not is_main_process():
             return None, None
