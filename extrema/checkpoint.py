@@ -34,6 +34,7 @@ import io
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from typing import Dict, Iterable, Optional, Tuple
 
@@ -95,14 +96,17 @@ def _mmengine_globals() -> list:
     return allowed + [getattr(numpy.dtypes, n) for n in dir(numpy.dtypes) if n.endswith('DType')]
 
 
-def load_file(path: str, map_location='cpu') -> dict:
+def load_file(path: str, map_location='cpu', mmap: bool = False) -> dict:
     """A checkpoint as a dict, read with ``torch.load(weights_only=True)``: tensors, builtin
-    containers and mmengine's message hub only. Nothing in the file is executed."""
+    containers and mmengine's message hub only. Nothing in the file is executed. ``mmap``
+    leaves the tensors on disk until touched (for reading keys and ``meta`` only); files of
+    the legacy, non-zip format are read whole."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'Checkpoint {path!r} does not exist.')
     try:
         with torch.serialization.safe_globals(_mmengine_globals()):
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True,
+                                    mmap=mmap and zipfile.is_zipfile(path))
     except Exception as error:  # truncated zip, pickle with code in it, not a torch file
         raise RuntimeError(_unreadable(path, str(error))) from None
     if not isinstance(checkpoint, dict):
@@ -279,11 +283,10 @@ def config_fields(config_text, name: str) -> dict:
     return {}
 
 
-def pixel_normalization(checkpoint: dict) -> Tuple[tuple, tuple]:
-    """(mean, std) in 0-255 units of the pretraining: ``meta['data_preprocessor']``, else the
-    ``data_preprocessor`` of the config text mmengine stores in ``meta['cfg']``, else ImageNet's
-    (what the official release and the timm/mmpretrain defaults use; said loudly otherwise)."""
-    from .models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD
+def stored_pixel_normalization(checkpoint: dict) -> Optional[Tuple[tuple, tuple]]:
+    """(mean, std) in 0-255 units that the file records for its pretraining:
+    ``meta['data_preprocessor']``, else the ``data_preprocessor`` of the config text mmengine
+    stores in ``meta['cfg']``; None when it records none."""
     meta = checkpoint.get('meta') or {}
     for fields in (meta.get('data_preprocessor') or {}, config_fields(meta.get('cfg'), 'data_preprocessor')):
         try:
@@ -291,6 +294,16 @@ def pixel_normalization(checkpoint: dict) -> Tuple[tuple, tuple]:
             return mean, std
         except (KeyError, TypeError, ValueError):
             continue
+    return None
+
+
+def pixel_normalization(checkpoint: dict) -> Tuple[tuple, tuple]:
+    """(mean, std) in 0-255 units of the pretraining: the stored ones, else ImageNet's (what the
+    official release and the timm/mmpretrain defaults use; said loudly otherwise)."""
+    from .models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD
+    stored = stored_pixel_normalization(checkpoint)
+    if stored is not None:
+        return stored
     if describe_format(checkpoint) != 'official':
         print_log('The checkpoint stores no pixel normalisation; using ImageNet mean/std. If the encoder '
                   'was pretrained with other statistics, pass them (--mean/--std), or re-export the file '

@@ -10,7 +10,8 @@ from extrema.engine.launch import build_runner, setup_config
 from extrema.engine.layer_decay import LayerDecayOptimWrapperConstructor
 from extrema.data.fashion_mnist import CLASSES
 from extrema.evaluation.metrics import Accuracy
-from extrema.models.classifier import ClassifierDataPreprocessor, ExtreMAClassifier
+from extrema.models.classifier import ExtreMAClassifier
+from extrema.models.data_preprocessor import ClassifierDataPreprocessor
 from extrema.registry import MODELS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +94,43 @@ def test_incomplete_or_foreign_checkpoints_fail_clearly(tiny_extrema, tmp_path, 
         wider.load_pretrained(path)
     with pytest.raises(FileNotFoundError, match='model.pretrained=None'):
         ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=str(tmp_path / 'absent.pth'))
+
+
+def test_preprocessor_normalises_with_the_pretraining_statistics(tiny_extrema, tmp_path, monkeypatch):
+    """Without mean/std in the config, the classifier takes those its checkpoint stores for the
+    pretraining (here the Fashion-MNIST ones, far from ImageNet's), and says which it used."""
+    import extrema.models.classifier as classifier_module
+    lines = []
+    monkeypatch.setattr(classifier_module, 'print_log', lambda msg, *a, **k: lines.append((msg, k.get('level'))))
+    ours = str(tmp_path / 'ours.pth')
+    torch.save(dict(state_dict={f'{branch}.{k}': v for branch in ('student', 'teacher')
+                                for k, v in tiny_extrema.student.state_dict().items()},
+                    meta=dict(cfg="model = dict(data_preprocessor=dict(type='TwoViewDataPreprocessor', "
+                                  "mean=(72.9, 72.9, 72.9), std=(90.0, 90.0, 90.0)))")), ours)
+    stored = ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=ours).data_preprocessor
+    assert stored.mean.flatten().tolist() == pytest.approx([72.9] * 3)
+    assert stored.std.flatten().tolist() == pytest.approx([90.0] * 3)
+    assert 'the pretraining statistics stored in' in lines[-1][0] and lines[-1][1] == 20
+
+    given = ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=ours,
+                              data_preprocessor=dict(type='ClassifierDataPreprocessor', mean=(1., 2., 3.),
+                                                     std=(4., 5., 6.))).data_preprocessor
+    assert given.mean.flatten().tolist() == [1., 2., 3.] and given.std.flatten().tolist() == [4., 5., 6.]
+    assert 'set in model.data_preprocessor' in lines[-1][0]
+
+    official = str(tmp_path / 'official.pth')
+    official_checkpoint(tiny_extrema, official)
+    imagenet = ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=official).data_preprocessor
+    assert imagenet.mean.flatten().tolist() == pytest.approx([123.675, 116.28, 103.53])
+    assert 'official release' in lines[-1][0] and lines[-1][1] == 20
+
+    bare = str(tmp_path / 'bare.pth')
+    torch.save(dict(state_dict=tiny_extrema.student.state_dict()), bare)
+    ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=bare)
+    assert 'stores no pixel normalisation' in lines[-1][0] and lines[-1][1] == 30
+    with pytest.raises(ValueError, match='sets mean but not std'):
+        ExtreMAClassifier(num_classes=10, **TINY_CLASSIFIER, pretrained=ours,
+                          data_preprocessor=dict(type='ClassifierDataPreprocessor', mean=(1., 2., 3.)))
 
 
 def test_head_init_and_layer_decay_groups():

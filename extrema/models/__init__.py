@@ -1,13 +1,13 @@
-from .classifier import ClassCountCheckHook, ClassifierDataPreprocessor, ExtreMAClassifier  # noqa: F401
+from .classifier import ExtreMAClassifier  # noqa: F401
 from .color_augment import BatchColorAugment
-from .data_preprocessor import NormalizeDataPreprocessor, TwoViewDataPreprocessor
+from .data_preprocessor import ClassifierDataPreprocessor, NormalizeDataPreprocessor, TwoViewDataPreprocessor
 from .extrema import ExtreMA, byol_loss, infonce_loss
 from .seg_backbone import ExtreMAViT  # noqa: F401  (registers in mmseg)
 from .masking import check_mask_config, num_visible, sample_masks
 from .vit import ExtreMAEncoder, ViTTrunk, count_parameters, sincos_pos_embed_2d
 from . import timm_models  # noqa: F401,E402  (registers extrema_vit_* with timm)
 
-__all__ = ['BatchColorAugment', 'ExtreMA', 'ExtreMAEncoder', 'NormalizeDataPreprocessor',
-           'TwoViewDataPreprocessor', 'ViTTrunk', 'byol_loss',
+__all__ = ['BatchColorAugment', 'ClassifierDataPreprocessor', 'ExtreMA', 'ExtreMAEncoder',
+           'NormalizeDataPreprocessor', 'TwoViewDataPreprocessor', 'ViTTrunk', 'byol_loss',
            'check_mask_config', 'count_parameters', 'infonce_loss', 'num_visible', 'sample_masks',
            'sincos_pos_embed_2d']

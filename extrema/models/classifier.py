@@ -12,65 +12,54 @@ The trunk is ``backbone`` so that ``LayerDecayOptimWrapperConstructor`` finds
 above the last block (lr scale 1).
 """
 import os.path as osp
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.hooks import Hook
-from mmengine.model import BaseModel, is_model_wrapper
-from timm.data import Mixup
-from timm.data.mixup import mixup_target
-from timm.data.random_erasing import RandomErasing
+from mmengine.logging import print_log
+from mmengine.model import BaseModel
 from timm.layers import trunc_normal_
 from timm.loss import SoftTargetCrossEntropy
 
-from ..checkpoint import EncoderWeights
-from ..registry import HOOKS, MODELS
-from .data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, NormalizeDataPreprocessor
+from ..checkpoint import EncoderWeights, describe_format, load_file, stored_pixel_normalization
+from ..registry import MODELS
+from .data_preprocessor import IMAGENET_MEAN, IMAGENET_STD
 from .vit import ExtreMAEncoder, ViTTrunk
 
 POOLINGS = ('mean', 'class_attention')
 
 
-@MODELS.register_module()
-class ClassifierDataPreprocessor(NormalizeDataPreprocessor):
-    """uint8 images -> normalised floats on the device; labels -> training targets.
-
-    In training, random erasing (timm ``RandomErasing`` kwargs) and Mixup/CutMix
-    (timm ``Mixup`` kwargs) run on the device, as timm's prefetcher does, and the
-    targets become soft (B, num_classes) with ``label_smoothing``. In evaluation the
-    labels stay integer class indices.
-    """
-
-    def __init__(self, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, label_smoothing: float = 0.1,
-                 mixup: Optional[dict] = None, random_erasing: Optional[dict] = None,
-                 non_blocking: bool = True):
-        super().__init__(mean, std, non_blocking)
-        self.num_classes = num_classes
-        self.label_smoothing = label_smoothing
-        self.mixup = (Mixup(**mixup, label_smoothing=label_smoothing, num_classes=num_classes)
-                      if mixup else None)
-        self.random_erasing = dict(random_erasing) if random_erasing else None
-
-    def forward(self, data: dict, training: bool = False) -> dict:
-        data = self.cast_data(data)
-        images = self.normalize(self.images_of(data))
-        labels = data['data_samples']
-        if not training:
-            return dict(inputs=images, data_samples=labels)
-        if self.random_erasing:
-            images = RandomErasing(**self.random_erasing, device=images.device)(images)
-        if self.mixup is None:
-            return dict(inputs=images, data_samples=mixup_target(labels, self.num_classes,
-                                                                 smoothing=self.label_smoothing))
-        if images.shape[0] % 2:
-            raise ValueError(f'Mixup/CutMix needs an even batch, got {images.shape[0]} images. Use an even '
-                             'train_dataloader.batch_size with drop_last=True, or set '
-                             'model.data_preprocessor.mixup=None.')
-        images, targets = self.mixup(images, labels)
-        return dict(inputs=images, data_samples=targets)
+def pixel_statistics(preprocessor: dict, pretrained: Optional[str]) -> dict:
+    """``mean`` and ``std`` (0-255 units) for the classifier's preprocessor, and logs their source:
+    the config's when it sets both, else the pretraining's stored in ``pretrained``, else ImageNet's.
+    Fine-tuning with other statistics than the pretraining shifts every input the encoder sees."""
+    given = [name for name in ('mean', 'std') if preprocessor.get(name) is not None]
+    if len(given) == 1:
+        other = 'std' if given == ['mean'] else 'mean'
+        raise ValueError(f'model.data_preprocessor sets {given[0]} but not {other}: set both, or neither to '
+                         'normalise with the pretraining statistics stored in model.pretrained.')
+    level = 20
+    if given:
+        mean, std, source = preprocessor['mean'], preprocessor['std'], 'set in model.data_preprocessor'
+    else:
+        checkpoint = load_file(pretrained, mmap=True) if pretrained else {}
+        stored = stored_pixel_normalization(checkpoint)
+        if stored is not None:
+            (mean, std), source = stored, f'the pretraining statistics stored in {pretrained}'
+        else:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+            if not pretrained:
+                source = "ImageNet's: no model.pretrained"
+            elif describe_format(checkpoint) == 'official':
+                source = f"ImageNet's, as the official release {osp.basename(pretrained)} was pretrained"
+            else:
+                level = 30
+                source = (f"ImageNet's: {pretrained} stores no pixel normalisation; set "
+                          'model.data_preprocessor.mean/std if it was pretrained with other statistics')
+    print_log(f'Classifier pixel normalisation: mean {tuple(mean)}, std {tuple(std)} ({source}).',
+              logger='current', level=level)
+    return dict(mean=tuple(mean), std=tuple(std))
 
 
 @MODELS.register_module()
@@ -87,6 +76,9 @@ class ExtreMAClassifier(BaseModel):
         pretrained: checkpoint in any format (official, ours, backbone, mmseg, mmpretrain); loaded by
             ``init_weights``, i.e. when the Runner starts training.
         pretrained_branch: 'student' (official FT) or 'teacher' (the EMA encoder).
+        data_preprocessor: ``ClassifierDataPreprocessor`` config; without ``mean``/``std`` it
+            normalises with the statistics ``pretrained`` stores for its pretraining (ImageNet's
+            when it stores none or there is no checkpoint), see ``pixel_statistics``.
         strict_load: fail on a missing or unexpected key. Weights the model does
             not use (class-attention branch under mean pooling, projector) are
             dropped on purpose and listed as ignored.
@@ -111,6 +103,7 @@ class ExtreMAClassifier(BaseModel):
         if data_preprocessor.setdefault('num_classes', num_classes) != num_classes:
             raise ValueError(f'data_preprocessor.num_classes={data_preprocessor["num_classes"]} differs from '
                              f'the head num_classes={num_classes}; set only model.num_classes.')
+        data_preprocessor.update(pixel_statistics(data_preprocessor, pretrained))
         super().__init__(data_preprocessor=MODELS.build(dict(data_preprocessor, _scope_='extrema')))
         self.num_classes = num_classes
         self.pooling = pooling
@@ -186,27 +179,4 @@ class ExtreMAClassifier(BaseModel):
         return [dict(pred_score=score, gt_label=label) for score, label in zip(scores, labels)]
 
 
-@HOOKS.register_module()
-class ClassCountCheckHook(Hook):
-    """Stops a run before its first step when the dataset's classes do not match the head."""
-
-    def before_train(self, runner) -> None:
-        self._check(runner, runner.train_dataloader, 'train_dataloader')
-
-    def before_val(self, runner) -> None:
-        self._check(runner, runner.val_dataloader, 'val_dataloader')
-
-    def before_test(self, runner) -> None:
-        self._check(runner, runner.test_dataloader, 'test_dataloader')
-
-    @staticmethod
-    def _check(runner, loader, name: str) -> None:
-        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        classes = getattr(loader.dataset, 'metainfo', {}).get('classes')
-        if classes is not None and len(classes) != model.num_classes:
-            raise ValueError(f'{name}.dataset has {len(classes)} classes but model.num_classes is '
-                             f'{model.num_classes}. Set model.num_classes={len(classes)} or point the '
-                             'dataset at the right folder.')
-
-
-__all__ = ['ClassCountCheckHook', 'ClassifierDataPreprocessor', 'ExtreMAClassifier']
+__all__ = ['ExtreMAClassifier']

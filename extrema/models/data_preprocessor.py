@@ -1,8 +1,12 @@
-"""Device-side preprocessing of uint8 image batches: normalisation, and ExtreMA's two colour views."""
-from typing import Sequence
+"""Device-side preprocessing of uint8 image batches: normalisation, ExtreMA's two colour views, and
+the fine-tuning classifier's targets (Mixup/CutMix, label smoothing, random erasing)."""
+from typing import Optional, Sequence
 
 import torch
 from mmengine.model import BaseDataPreprocessor
+from timm.data import Mixup
+from timm.data.mixup import mixup_target
+from timm.data.random_erasing import RandomErasing
 
 from ..registry import MODELS
 from .color_augment import BatchColorAugment
@@ -87,3 +91,43 @@ class TwoViewDataPreprocessor(NormalizeDataPreprocessor):
         with torch.autocast(crops.device.type, enabled=False):  # the blur's conv2d stays fp32 under AMP
             views = make_views(crops, *params)
         return dict(inputs=views, data_samples=data.get('data_samples'))
+
+
+@MODELS.register_module()
+class ClassifierDataPreprocessor(NormalizeDataPreprocessor):
+    """uint8 images -> normalised floats on the device; labels -> training targets.
+
+    In training, random erasing (timm ``RandomErasing`` kwargs) and Mixup/CutMix
+    (timm ``Mixup`` kwargs) run on the device, as timm's prefetcher does, and the
+    targets become soft (B, num_classes) with ``label_smoothing``. In evaluation the
+    labels stay integer class indices.
+    """
+
+    def __init__(self, num_classes: int, mean: Sequence[float] = IMAGENET_MEAN,
+                 std: Sequence[float] = IMAGENET_STD, label_smoothing: float = 0.1,
+                 mixup: Optional[dict] = None, random_erasing: Optional[dict] = None,
+                 non_blocking: bool = True):
+        super().__init__(mean, std, non_blocking)
+        self.num_classes = num_classes
+        self.label_smoothing = label_smoothing
+        self.mixup = (Mixup(**mixup, label_smoothing=label_smoothing, num_classes=num_classes)
+                      if mixup else None)
+        self.random_erasing = dict(random_erasing) if random_erasing else None
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        images = self.normalize(self.images_of(data))
+        labels = data['data_samples']
+        if not training:
+            return dict(inputs=images, data_samples=labels)
+        if self.random_erasing:
+            images = RandomErasing(**self.random_erasing, device=images.device)(images)
+        if self.mixup is None:
+            return dict(inputs=images, data_samples=mixup_target(labels, self.num_classes,
+                                                                 smoothing=self.label_smoothing))
+        if images.shape[0] % 2:
+            raise ValueError(f'Mixup/CutMix needs an even batch, got {images.shape[0]} images. Use an even '
+                             'train_dataloader.batch_size with drop_last=True, or set '
+                             'model.data_preprocessor.mixup=None.')
+        images, targets = self.mixup(images, labels)
+        return dict(inputs=images, data_samples=targets)
