@@ -1,4 +1,5 @@
-"""Frozen-feature protocols: logistic regression, k-NN and linear probe, through the CLI."""
+"""Frozen-feature protocols: logistic regression, k-NN and linear probe, through the library's
+``main(argv)`` and the command line that wraps it."""
 import importlib.util
 import json
 import os
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import extrema.evaluation.frozen as frozen
+from extrema.evaluation import frozen_eval
 from extrema.data.subsets import LabelledImageFolder
 from extrema.evaluation.frozen import FrozenEncoder, cached_features
 from extrema.evaluation.linear_probe import LinearProbeHead, train_linear_probe, warmup_cosine
@@ -18,11 +20,19 @@ from extrema.models.data_preprocessor import IMAGENET_MEAN, IMAGENET_STD, Normal
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_frozen_eval():
-    spec = importlib.util.spec_from_file_location('frozen_eval', os.path.join(ROOT, 'semi_sup', 'frozen_eval.py'))
+def load_cli():
+    """semi_sup/frozen_eval.py loaded by its path, as tools/demo.py and users' scripts do."""
+    spec = importlib.util.spec_from_file_location('frozen_eval_cli', os.path.join(ROOT, 'semi_sup', 'frozen_eval.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_the_cli_is_the_library_entry_point():
+    cli = load_cli()
+    assert cli.main is frozen_eval.main and cli.parse_args is frozen_eval.parse_args
+    args = cli.parse_args(['--checkpoint', 'c.pth', '--data-root', 'd', '--percent', '1'])
+    assert args.protocol == list(frozen_eval.PROTOCOLS) and args.branch == 'teacher'
 
 
 def save_ours(model, path):
@@ -33,7 +43,7 @@ def save_ours(model, path):
 def test_all_protocols_through_the_cli(tiny_extrema, fashion_mnist_folder, tmp_path):
     checkpoint = save_ours(tiny_extrema, str(tmp_path / 'tiny.pth'))
     out = str(tmp_path / 'results.json')
-    report = load_frozen_eval().main([
+    report = frozen_eval.main([
         '--checkpoint', checkpoint, '--data-root', fashion_mnist_folder, '--percent', '50',
         '--protocol', 'logreg', 'knn', 'linear', '--lambd', '1e-3', '1e-1', '--cv-folds', '2',
         '--linear-epochs', '4', '--linear-warmup-epochs', '1', '--linear-batch-size', '25',
@@ -146,7 +156,7 @@ def test_one_class_evaluation_is_refused(tiny_extrema, fashion_mnist_folder, tmp
         os.symlink(os.path.join(fashion_mnist_folder, split, 'bag'), root / split / 'bag')
     checkpoint = save_ours(tiny_extrema, str(tmp_path / 'tiny.pth'))
     with pytest.raises(ValueError, match=r"has 1 class folder\(s\) \(\['bag'\]\).*at least 2 classes"):
-        load_frozen_eval().main(['--checkpoint', checkpoint, '--data-root', str(root), '--percent', '50',
+        frozen_eval.main(['--checkpoint', checkpoint, '--data-root', str(root), '--percent', '50',
                                  '--protocol', 'knn', '--workers', '0', '--cache-dir', '',
                                  '--out', str(tmp_path / 'out.json')])
     assert not (tmp_path / 'out.json').exists()
