@@ -1,18 +1,23 @@
 """The main job: the whole ExtreMA story on the embedded Fashion-MNIST data, on one CPU.
 
-    python tools/demo.py                 # default run, writes outputs/demo/report.md
+    python tools/demo.py                 # default run (CPU: <= 15 min), writes outputs/demo/report.md
     python tools/demo.py --fresh         # redo every stage
     python tools/demo.py --quick         # the smallest setting (seconds per stage), used by the tests
 
 Stages (each resumable: a finished stage is reused unless --fresh):
-    data          Fashion-MNIST folders (pretraining subset, full 60k/10k) and Fashion-ADE scenes
-    pretrain      ExtreMA tiny (pretrain/configs/extrema_vit-tiny-...) through tools/train.py's path
+    data          Fashion-MNIST folders (a small pretraining subset, the full 60k/10k) and Fashion-ADE scenes
+    pretrain      a brief ExtreMA tiny pretraining from scratch (the zoo entry's config), through
+                  tools/train.py's path, to show the pipeline and its loss / collapse-check curves
     frozen        k-NN and logistic regression at 1% / 10% labels (semi_sup/frozen_eval.py)
     finetune      end-to-end fine-tuning at 1% / 10% labels (semi_sup/configs/finetune_extrema-tiny_...)
     segmentation  UperNet + ExtreMAViT on Fashion-ADE (mmseg_configs/upernet_extrema-tiny-...)
     analysis      attention maps, feature inversion, locality probe (tools/analysis/)
     report        report.md with the tables and pictures
-Every transfer runs twice: from the pretrained weights and from a random initialisation.
+Every transfer runs twice: from the transfer checkpoint and from a random initialisation of the same
+architecture. On a CPU the transfer checkpoint is the model zoo entry (pretrain/zoo/, pretrained
+long on all 60,000 images); the brief run only shows the pipeline. With a GPU the pretrain stage
+runs the zoo entry's whole recipe and the tables transfer from that fresh checkpoint
+(``--transfer`` chooses either way). The report names the checkpoint behind every table.
 """
 import argparse
 import importlib.util
@@ -32,26 +37,41 @@ from extrema.data.fashion_ade import generate_fashion_ade  # noqa: E402
 from extrema.data.fashion_mnist import CLASSES, export_image_folder  # noqa: E402
 from extrema.engine.launch import build_runner, setup_config  # noqa: E402
 
-PRETRAIN_CONFIG = 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py'
+# The model zoo entry the tables transfer from on a CPU, and its pretraining config.
+ZOO_ENTRY = 'pretrain/zoo/extrema_vit-tiny-p4_mask08x5_fashion-mnist-60k-32px'
+ZOO_WEIGHTS = ZOO_ENTRY + '/teacher_backbone.pth'
+PRETRAIN_CONFIG = ZOO_ENTRY + '/config.py'
 FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
                     10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
 SEG_CONFIG = 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py'
 STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'report')
+TRANSFER_STAGES = ('frozen', 'finetune', 'segmentation', 'analysis')
 INITS = ('pretrained', 'random')
 LOSS_TITLES = {'byol': 'BYOL', 'infonce': 'InfoNCE'}
 FRACTIONS = (1, 10)
 
 SETTINGS = {
-    # images per class for pretraining, epochs, ...; `seconds` are the planned stage costs for the ETA
-    # (measured on an idle 2-core CPU, see README).
-    'default': dict(workers=None, pretrain_per_class=800, val_per_class=200, full_per_class=None, full_val_per_class=200,
-                    pretrain_epochs=3, pretrain_batch=128, finetune_epochs={1: 4, 10: 1}, finetune_batch={1: 64, 10: 64},
+    # images per class for pretraining (None: all), epochs (None: the config's), ...; `seconds` are the
+    # planned stage costs for the ETA (measured on an idle 2-core CPU, see README). Fine-tuning epochs
+    # None: the fine-tuning configs' schedules (run to convergence).
+    'default': dict(workers=None, transfer='zoo', pretrain_per_class=800, val_per_class=20, full_per_class=None,
+                    full_val_per_class=None, pretrain_epochs=2, pretrain_batch=128,
+                    finetune_epochs={1: None, 10: None}, finetune_batch={1: None, 10: None},
                     seg_iters=100, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,
-                    seconds=dict(data=30, pretrain=300, frozen=85, finetune=240, segmentation=110,
+                    seconds=dict(data=60, pretrain=200, frozen=120, finetune=420, segmentation=110,
                                  analysis=50, report=5)),
-    'quick': dict(workers=0, pretrain_per_class=12, val_per_class=6, full_per_class=100, full_val_per_class=5,
-                  pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2}, finetune_batch={1: 4, 10: 20},
+    # With a GPU: the zoo entry's whole recipe on all 60,000 images, and the tables from it.
+    'gpu': dict(workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
+                full_val_per_class=None, pretrain_epochs=None, pretrain_batch=128,
+                finetune_epochs={1: None, 10: None}, finetune_batch={1: None, 10: None},
+                seg_iters=500, seg_train=600, seg_val=60,
+                inversion_steps=200, locality_crops=48,
+                seconds=dict(data=60, pretrain=600, frozen=30, finetune=120, segmentation=60,
+                             analysis=20, report=5)),
+    'quick': dict(workers=0, transfer='zoo', frozen_lambd=0.0025, pretrain_per_class=12, val_per_class=6, full_per_class=100,
+                  full_val_per_class=5, pretrain_epochs=2, pretrain_batch=24, finetune_epochs={1: 2, 10: 2},
+                  finetune_batch={1: 4, 10: 20},
                   seg_iters=4, seg_train=16, seg_val=4,
                   inversion_steps=3, locality_crops=8,
                   seconds=dict(data=5, pretrain=15, frozen=10, finetune=20, segmentation=15, analysis=10,
@@ -115,13 +135,14 @@ class ProgressHook(Hook):
 
     def __init__(self, progress: Progress, label: str, interval: int = 10):
         self.progress, self.label, self.interval = progress, label, interval
-        self.losses, self.momenta = [], []
+        self.losses, self.momenta, self.feat_stds = [], [], []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         hub = runner.message_hub
         self.losses.append(float(hub.get_scalar('train/loss').current()))
-        if 'train/momentum' in hub.log_scalars:
-            self.momenta.append(float(hub.get_scalar('train/momentum').current()))
+        for key, values in (('train/momentum', self.momenta), ('train/feat_std', self.feat_stds)):
+            if key in hub.log_scalars:
+                values.append(float(hub.get_scalar(key).current()))
         done = runner.iter + 1
         if done % self.interval == 0 or done == runner.max_iters:
             print(f'      {self.label:<22} iter {done:>4}/{runner.max_iters}  loss {sparkline(self.losses)} '
@@ -163,14 +184,24 @@ def load_tool(path: str):
 
 
 class Demo:
-    def __init__(self, out: str, data_dir: str, settings: dict, fresh: bool):
+    def __init__(self, out: str, data_dir: str, settings: dict, fresh: bool, transfer: str = None):
         self.out, self.data_dir, self.s = out, data_dir, settings
+        self.transfer = transfer or settings['transfer']
         self.state_file = osp.join(out, 'state.json')
         self.state = {} if fresh or not osp.exists(self.state_file) else json.load(open(self.state_file))
+        if self.state.get('transfer') not in (None, self.transfer):  # tables of another checkpoint
+            for stage in TRANSFER_STAGES:
+                self.state.pop(stage, None)
+        self.state['transfer'] = self.transfer
         self.progress = Progress(settings['seconds'])
-        self.pretrain_root = osp.join(data_dir, 'fashion_mnist')
         self.full_root = osp.join(data_dir, 'fashion_mnist_full')
+        self.pretrain_root = (self.full_root if settings['pretrain_per_class'] is None
+                              else osp.join(data_dir, 'fashion_mnist_demo-subset'))
         self.ade_root = osp.join(data_dir, 'fashion_ade')
+        if self.transfer == 'zoo' and not osp.isfile(osp.join(ROOT, ZOO_WEIGHTS)):
+            raise FileNotFoundError(f'The model zoo weights {ZOO_WEIGHTS} are missing from this checkout (see '
+                                    f'{ZOO_ENTRY}/README.md); use --transfer pretrained to transfer from the '
+                                    "demo's own pretraining instead.")
 
     def save(self):
         os.makedirs(self.out, exist_ok=True)
@@ -191,39 +222,47 @@ class Demo:
 
     @property
     def checkpoint(self) -> str:
+        """What every transfer table starts from: the zoo weights or this run's pretraining."""
+        if self.transfer == 'zoo':
+            return osp.join(ROOT, ZOO_WEIGHTS)
         return self.state['pretrain']['checkpoint']
 
     def stage_data(self):
         s = self.s
-        counts = export_image_folder(self.pretrain_root, 32, s['pretrain_per_class'], s['val_per_class'])
         full = export_image_folder(self.full_root, 32, s['full_per_class'], s['full_val_per_class'])
+        counts = (full if self.pretrain_root == self.full_root else
+                  export_image_folder(self.pretrain_root, 32, s['pretrain_per_class'], s['val_per_class']))
         generate_fashion_ade(self.ade_root, train_images=s['seg_train'], val_images=s['seg_val'])
         return dict(pretrain_images=counts['train'], labelled_pool=full['train'], test_images=full['val'])
 
     def stage_pretrain(self):
-        epochs, batch, work_dir = self.s['pretrain_epochs'], self.s['pretrain_batch'], osp.join(self.out, 'pretrain')
-        iters = max(1, self.state['data']['pretrain_images'] // batch) * epochs  # drop_last
-        runner, hook = run_config(PRETRAIN_CONFIG, work_dir, {
-            'train_dataloader.dataset.data_root': self.pretrain_root,
-            'train_dataloader.batch_size': batch,
-            'train_cfg.max_epochs': epochs,
-            'param_scheduler': cosine_schedule(max(1, iters // 6), iters),
-            'default_hooks.checkpoint.interval': epochs}, self.progress, 'pretraining', self.s['workers'])
+        batch, work_dir = self.s['pretrain_batch'], osp.join(self.out, 'pretrain')
+        options = {'train_dataloader.dataset.data_root': self.pretrain_root, 'train_dataloader.batch_size': batch}
+        if self.s['pretrain_epochs']:  # a brief run: its own short warm-up + cosine
+            epochs = self.s['pretrain_epochs']
+            iters = max(1, self.state['data']['pretrain_images'] // batch) * epochs  # drop_last
+            options.update({'train_cfg.max_epochs': epochs, 'param_scheduler': cosine_schedule(max(1, iters // 6), iters),
+                            'default_hooks.checkpoint': dict(interval=epochs, by_epoch=True)})
+        runner, hook = run_config(PRETRAIN_CONFIG, work_dir, options, self.progress, 'pretraining', self.s['workers'])
         with open(osp.join(work_dir, 'history.json'), 'w') as f:
-            json.dump(dict(loss=hook.losses, momentum=hook.momenta), f)
-        return dict(checkpoint=osp.join(work_dir, f'epoch_{epochs}.pth'), iters=runner.max_iters,
-                    final_loss=round(hook.losses[-1], 4), loss_type=runner.cfg.model.loss_type)
+            json.dump(dict(loss=hook.losses, momentum=hook.momenta, feat_std=hook.feat_stds), f)
+        return dict(checkpoint=osp.join(work_dir, f'epoch_{runner.max_epochs}.pth'), iters=runner.max_iters,
+                    final_loss=round(hook.losses[-1], 4), loss_type=runner.cfg.model.loss_type,
+                    final_feat_std=round(hook.feat_stds[-1], 4) if hook.feat_stds else None,
+                    proj_dim=runner.cfg.model.proj_dim)
 
     def stage_frozen(self):
         frozen_eval = load_tool('semi_sup/frozen_eval.py')
-        results = {}
+        results = dict(checkpoint=self.checkpoint)
         for percent in FRACTIONS:
             for init in INITS:
                 out = osp.join(self.out, 'frozen', f'{init}_{percent}pct.json')
+                # lambda by cross-validation on the labelled images, as the zoo's evaluation table
                 argv = ['--checkpoint', self.checkpoint, '--data-root', self.full_root, '--percent', str(percent),
-                        '--protocol', 'knn', 'logreg', '--lambd', '0.0025', '--out', out,
-                        '--cache-dir', osp.join(self.out, 'feature_cache'),
+                        '--protocol', 'knn', 'logreg', '--out', out, '--cache-dir', osp.join(self.out, 'feature_cache'),
                         '--workers', str(2 if self.s['workers'] is None else self.s['workers'])]
+                if self.s.get('frozen_lambd'):  # too few labels per class for cross-validation
+                    argv += ['--lambd', str(self.s['frozen_lambd'])]
                 report = frozen_eval.main(argv + (['--random-init'] if init == 'random' else []))
                 for protocol, result in report['results'].items():
                     results[f'{protocol}/{percent}/{init}'] = round(result['top1'], 2)
@@ -232,25 +271,26 @@ class Demo:
         return results
 
     def stage_finetune(self):
-        results = {}
+        results = dict(checkpoint=self.checkpoint)
         per_class = self.state['data']['labelled_pool'] // len(CLASSES)
         for percent in FRACTIONS:
             epochs, batch = self.s['finetune_epochs'][percent], self.s['finetune_batch'][percent]
-            labelled = len(CLASSES) * max(1, round(per_class * percent / 100))  # as balanced_subset draws
-            iters = max(1, labelled // batch) * epochs  # drop_last
+            options = {f'{loader}.dataset.data_root': self.full_root
+                       for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+            if epochs:  # a shortened schedule (the quick setting); else the config's own
+                labelled = len(CLASSES) * max(1, round(per_class * percent / 100))  # as balanced_subset draws
+                iters = max(1, labelled // batch) * epochs  # drop_last
+                options.update({'train_dataloader.batch_size': batch, 'train_cfg.max_epochs': epochs,
+                                'train_cfg.val_interval': epochs,
+                                'param_scheduler': cosine_schedule(max(1, iters // 10), iters, eta_min=1e-6),
+                                'default_hooks.checkpoint.interval': epochs})
             for init in INITS:
                 work_dir = osp.join(self.out, 'finetune', f'{init}_{percent}pct')
-                runner, _ = run_config(FINETUNE_CONFIGS[percent], work_dir, {
-                    'model.pretrained': self.checkpoint if init == 'pretrained' else None,
-                    'train_dataloader.batch_size': batch,
-                    'train_dataloader.dataset.data_root': self.full_root,
-                    'val_dataloader.dataset.data_root': self.full_root,
-                    'test_dataloader.dataset.data_root': self.full_root,
-                    'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
-                    'param_scheduler': cosine_schedule(max(1, iters // 10), iters, eta_min=1e-6),
-                    'default_hooks.checkpoint.interval': epochs}, self.progress, f'fine-tune {percent}% {init}',
-                    self.s['workers'])
+                runner, _ = run_config(FINETUNE_CONFIGS[percent], work_dir, dict(
+                    options, **{'model.pretrained': self.checkpoint if init == 'pretrained' else None}),
+                    self.progress, f'fine-tune {percent}% {init}', self.s['workers'])
                 results[f'finetune/{percent}/{init}'] = scalar(runner, 'val/accuracy/top1')
+                results[f'iters/{percent}'] = runner.max_iters
         return results
 
     def stage_segmentation(self):
@@ -266,17 +306,18 @@ class Demo:
                 'param_scheduler': cosine_schedule(max(1, iters // 10), iters),
                 'default_hooks.checkpoint.interval': iters}, self.progress, f'segmentation {init}', self.s['workers'])
             results[init] = scalar(runner, 'val/mIoU')
+            results['checkpoint'] = self.checkpoint
             results[f'overlay/{init}'] = segmentation_overlays(runner, osp.join(self.out, f'seg_overlay_{init}.png'))
         return results
 
     def stage_analysis(self):
         from PIL import Image
-        class_dir = osp.join(self.pretrain_root, 'val', 'ankle-boot')
+        class_dir = osp.join(self.full_root, 'val', 'ankle-boot')
         image = osp.join(class_dir, sorted(os.listdir(class_dir))[0])
         upscaled = osp.join(self.out, 'analysis_input.png')
         Image.open(image).convert('RGB').resize((128, 128), Image.NEAREST).save(upscaled)
         common = ['--checkpoint', self.checkpoint, '--image', upscaled, '--img-size', '32']
-        pictures = {}
+        pictures = dict(checkpoint=self.checkpoint)
         for name, extra in (('attention_maps', []),
                             ('feature_inversion', ['--steps', str(self.s['inversion_steps']), '--log-every', '0']),
                             ('locality_probe', ['--num-crops', str(self.s['locality_crops'])])):
@@ -333,10 +374,14 @@ def write_plots(out: str, state: dict) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     history = json.load(open(osp.join(out, 'pretrain', 'history.json')))
-    fig, (loss_ax, momentum_ax) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (loss_ax, std_ax, momentum_ax) = plt.subplots(1, 3, figsize=(12, 3.2))
     loss_ax.plot(history['loss'])
     title = LOSS_TITLES.get(state['pretrain'].get('loss_type'), 'loss')
     loss_ax.set(title=f'pretraining loss ({title})', xlabel='iteration')
+    std_ax.plot(history.get('feat_std', []), label='teacher targets')
+    std_ax.axhline(state['pretrain']['proj_dim'] ** -0.5, color='grey', ls='--', label='1/sqrt(dim): spread out')
+    std_ax.set(title='std of the l2-normalised outputs (0: collapse)', xlabel='iteration', ylim=(0, None))
+    std_ax.legend(fontsize=7)
     momentum_ax.plot(history['momentum'])
     momentum_ax.set(title='EMA momentum', xlabel='iteration')
     fig.tight_layout()
@@ -357,6 +402,13 @@ def write_plots(out: str, state: dict) -> None:
     plt.close(fig)
 
 
+def describe_checkpoint(path: str) -> str:
+    from extrema.evaluation.frozen import file_sha256
+    shown = osp.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+    kind = 'the model zoo entry' if shown == ZOO_WEIGHTS else "this run's pretraining"
+    return f'`{shown}` ({kind}, sha256 {file_sha256(path)[:16]}...)'
+
+
 def write_report(out: str, state: dict, settings: dict) -> None:
     results = dict(state.get('frozen', {}), **state.get('finetune', {}))
     seg = state.get('segmentation', {})
@@ -367,17 +419,28 @@ def write_report(out: str, state: dict, settings: dict) -> None:
             if pre is not None and rand is not None:
                 rows.append(f'| {name} | {percent}% | {pre:.2f} | {rand:.2f} | {pre - rand:+.2f} |')
     pretrain = state['pretrain']
+    used = {stage: describe_checkpoint(state[stage]['checkpoint'])
+            for stage in TRANSFER_STAGES if state.get(stage, {}).get('checkpoint')}
+    finetune = state.get('finetune', {})
+    feat_std = pretrain.get('final_feat_std')
     lines = [
         '# ExtreMA on Fashion-MNIST: the main job',
         '',
-        f'Pretraining: tiny ExtreMA (192-d, 6 blocks, 4-px patches, 80% x 5 masks, '
+        f'Pretraining from scratch in this run: tiny ExtreMA (192-d, 6 blocks, 4-px patches, 80% x 5 masks, '
         f'{LOSS_TITLES.get(pretrain.get("loss_type"), "?")} loss) for {pretrain["iters"]} '
-        f'iterations on {state["data"]["pretrain_images"]} images; final loss {pretrain["final_loss"]}.',
+        f'iterations on {state["data"]["pretrain_images"]:,} images; final loss {pretrain["final_loss"]}'
+        + (f', std of the normalised teacher targets {feat_std} (1/sqrt(dim) = {pretrain["proj_dim"] ** -0.5:.4f} '
+           'when they spread over the sphere, 0 when they collapse)' if feat_std is not None else '') + '.',
         '',
         '![pretraining](pretraining.png)',
         '',
         f'## Classification with 1% and 10% of the {state["data"]["labelled_pool"]:,} training labels '
         f'(top-1 % on {state["data"]["test_images"]:,} test images)',
+        '',
+        f'"pretrained": frozen tables from {used.get("frozen", "?")}; fine-tuning from {used.get("finetune", "?")}. '
+        '"random init": the same architecture, freshly initialised (seed 0). Logistic regression: lambda chosen '
+        'by 3-fold cross-validation on the labelled images. Fine-tuning: '
+        + ', '.join(f'{finetune.get(f"iters/{p}", "?")} iterations at {p}%' for p in FRACTIONS) + '.',
         '',
         '| protocol | labels | pretrained | random init | gain |',
         '|---|---|---|---|---|',
@@ -387,6 +450,8 @@ def write_report(out: str, state: dict, settings: dict) -> None:
         '',
         '## Segmentation (UperNet on Fashion-ADE, mIoU %)',
         '',
+        f'Backbone from {used.get("segmentation", "?")}, {settings["seg_iters"]} iterations, one seed.',
+        '',
         '| backbone | mIoU |',
         '|---|---|',
         f'| pretrained | {seg.get("pretrained", float("nan")):.2f} |',
@@ -394,7 +459,7 @@ def write_report(out: str, state: dict, settings: dict) -> None:
         '',
         f'Pretrained backbone, validation scenes: ![overlays]({seg.get("overlay/pretrained", "")})',
         '',
-        '## Representation analyses (teacher)',
+        f'## Representation analyses (teacher of {used.get("analysis", "?")})',
         '',
     ]
     analysis = state.get('analysis', {})
@@ -409,16 +474,20 @@ def write_report(out: str, state: dict, settings: dict) -> None:
 
 
 def main(argv=None):
+    import torch
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', default='outputs/demo')
     parser.add_argument('--data-dir', default=None, help='where the datasets go (default: data/, or OUT/data with --quick)')
     parser.add_argument('--quick', action='store_true', help='the smallest setting, for tests')
     parser.add_argument('--fresh', action='store_true', help='redo every stage')
     parser.add_argument('--stages', nargs='+', choices=STAGES, default=list(STAGES))
+    parser.add_argument('--transfer', choices=['zoo', 'pretrained'],
+                        help=f'checkpoint of the transfer tables: the zoo entry ({ZOO_WEIGHTS}) or this run\'s '
+                             'pretraining (default: zoo on a CPU, pretrained with a GPU)')
     args = parser.parse_args(argv)
-    settings = SETTINGS['quick' if args.quick else 'default']
+    settings = SETTINGS['quick' if args.quick else 'gpu' if torch.cuda.is_available() else 'default']
     data_dir = args.data_dir or (osp.join(args.out, 'data') if args.quick else osp.join(ROOT, 'data'))
-    Demo(args.out, data_dir, settings, args.fresh).run(set(args.stages))
+    Demo(args.out, data_dir, settings, args.fresh, args.transfer).run(set(args.stages))
 
 
 if __name__ == '__main__':

@@ -22,18 +22,27 @@ def no_weight_decay(name: str, param: nn.Parameter) -> bool:
 class DecayGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Two parameter groups, [no_decay, decay], as timm's ``add_weight_decay``.
 
-    Frozen parameters (the EMA teacher) are left out of the optimizer.
+    Frozen parameters (the EMA teacher) are left out of the optimizer. Parameters whose
+    name starts with a key of ``paramwise_cfg=dict(lr_mult={prefix: factor})`` (e.g.
+    ``{'predictor.': 10.}``, the faster BYOL predictor) get two more groups at that lr.
     """
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         if is_model_wrapper(model):
             model = model.module
-        no_decay, decay = [], []
+        lr_mult = dict((self.paramwise_cfg or {}).get('lr_mult', {}))
+        groups = {}  # (lr factor, decays) -> params; factor 1 first, so the default is [no_decay, decay]
         for name, param in model.named_parameters():
             if param.requires_grad:
-                (no_decay if no_weight_decay(name, param) else decay).append(param)
+                factor = next((f for prefix, f in lr_mult.items() if name.startswith(prefix)), 1.)
+                groups.setdefault((factor, False), [])
+                groups.setdefault((factor, True), [])
+                groups[(factor, not no_weight_decay(name, param))].append(param)
         optimizer_cfg = dict(self.optimizer_cfg)
-        optimizer_cfg['params'] = [dict(params=no_decay, weight_decay=0.), dict(params=decay)]
+        optimizer_cfg['params'] = [
+            dict(params=params, **(dict() if decays else dict(weight_decay=0.)),
+                 **(dict(lr=optimizer_cfg['lr'] * factor) if factor != 1. else dict()))
+            for (factor, decays), params in sorted(groups.items(), key=lambda item: item[0][0] != 1.)]
         optimizer = OPTIMIZERS.build(optimizer_cfg)
         return OPTIM_WRAPPERS.build(self.optim_wrapper_cfg, default_args=dict(optimizer=optimizer))
 
