@@ -264,5 +264,5 @@ def test_autocast_wrapper_refuses_fp16():
 
 
 def test_bf16_probe_measures_something():
-    from extrema.engine.launch import cpu_bf16_speedup
+    from extrema.benchmark.timing import cpu_bf16_speedup
     assert cpu_bf16_speedup(repeats=1) > 0

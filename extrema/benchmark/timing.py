@@ -138,3 +138,29 @@ def matmul_flops_per_s(rows: int, in_dim: int, out_dim: int, device: torch.devic
     wall, cpu = time_interleaved({'matmul': products}, device, warmup, repeats)
     flops = 2 * rows * in_dim * out_dim * inner
     return flops / median(wall['matmul']), flops / median(cpu['matmul'])
+
+
+def cpu_bf16_speedup(repeats: int = 2) -> float:
+    """fp32 time / bf16-autocast time of a small transformer block's forward and backward.
+
+    ``--amp`` on a CPU asks this before it trains in bf16: a CPU that reports bf16
+    instructions can still run bf16 GEMMs far slower than fp32 (docs/benchmark.md has
+    the measurements), so only a measurement decides. It takes well under a second.
+    """
+    from ..models.vit import Block
+    torch.manual_seed(0)
+    block = Block(768, 12)  # ViT-B width: small widths hide the slow bf16 GEMM path
+    x = torch.randn(1, 64, 768, requires_grad=True)
+
+    def step():
+        block(x).sum().backward()
+
+    times = {torch.float32: [], torch.bfloat16: []}
+    for _ in range(repeats + 1):
+        for dtype in times:
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+                start = time.perf_counter()
+                step()
+                times[dtype].append(time.perf_counter() - start)
+    fp32, bf16 = (sorted(t[1:])[len(t[1:]) // 2] for t in times.values())
+    return fp32 / bf16

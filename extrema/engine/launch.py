@@ -7,7 +7,6 @@ import difflib
 import inspect
 import os
 import os.path as osp
-import time
 import warnings
 from typing import Iterator, List, Optional, Tuple, Union
 
@@ -21,6 +20,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 
+from ..benchmark.timing import cpu_bf16_speedup
 from .crop_size import apply_crop_size
 from .fileio import find_resume_checkpoint, is_complete_checkpoint, remove_stale_temporaries
 from .hooks import CheckpointGuardHook, TrainDataHook
@@ -39,32 +39,6 @@ class DictAction(MMEngineDictAction):
                 parser.error(f'{option_string} takes KEY=VALUE pairs; {item!r} has no "=" '
                              f'(e.g. {item}=VALUE).')
         super().__call__(parser, namespace, values, option_string)
-
-
-def cpu_bf16_speedup(repeats: int = 2) -> float:
-    """fp32 time / bf16-autocast time of a small transformer block's forward and backward.
-
-    CPU flags are not enough: the project's test machine, which reports AVX512-BF16,
-    ran a bf16 ViT step ~40x slower than fp32 by the issue's measurement and 1.3-1.4x
-    faster on another day. Measuring takes well under a second.
-    """
-    from ..models.vit import Block
-    torch.manual_seed(0)
-    block = Block(768, 12)  # ViT-B width: small widths hide the slow bf16 GEMM path
-    x = torch.randn(1, 64, 768, requires_grad=True)
-
-    def step():
-        block(x).sum().backward()
-
-    times = {torch.float32: [], torch.bfloat16: []}
-    for _ in range(repeats + 1):
-        for dtype in times:
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
-                start = time.perf_counter()
-                step()
-                times[dtype].append(time.perf_counter() - start)
-    fp32, bf16 = (sorted(t[1:])[len(t[1:]) // 2] for t in times.values())
-    return fp32 / bf16
 
 
 def replace_sync_bn(node):
