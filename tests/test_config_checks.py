@@ -113,6 +113,18 @@ def test_the_first_segmentation_command_ends_in_a_message_not_a_traceback(tmp_pa
     assert not (tmp_path / 'work').exists()  # nothing was built
 
 
+def test_tools_test_names_missing_test_data_before_building(tmp_path):
+    checkpoint = tmp_path / 'iter_160000.pth'
+    checkpoint.write_bytes(b'')  # never read: the data check comes first
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'tools/test.py'), UPERNET, str(checkpoint),
+                             '--work-dir', str(tmp_path / 'work')],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    assert 'test_dataloader' in result.stderr and 'ADEChallengeData2016.zip' in result.stderr
+    assert not (tmp_path / 'work').exists()
+
+
 def test_cpu_threads_and_workers_fit_the_cores(monkeypatch):
     monkeypatch.setattr(launch.torch.cuda, 'is_available', lambda: False)
     monkeypatch.setattr(launch.os, 'sched_getaffinity', lambda pid: {0, 1})

@@ -11,7 +11,8 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 import extrema  # noqa: E402,F401  (shims and registration before any config is read)
-from extrema.engine.launch import DictAction, build_runner, close_process_group, setup_config  # noqa: E402
+from extrema.engine.launch import (DictAction, build_runner, check_inputs, close_process_group,  # noqa: E402
+                                   setup_config)
 
 
 def parse_args(argv=None):
@@ -70,7 +71,12 @@ def setup_test_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    metrics = build_runner(setup_test_config(args)).test()
+    try:  # the checkpoint and the test data, checked before anything is built
+        cfg = setup_test_config(args)
+        check_inputs(cfg, loaders=('test_dataloader',))
+    except (FileNotFoundError, KeyError) as error:
+        sys.exit(f'tools/test.py: {error.args[0] if error.args else error}')
+    metrics = build_runner(cfg).test()
     close_process_group()
     return metrics
 
