@@ -15,9 +15,9 @@ def install_mmcv_ops_stub() -> bool:
     mmseg imports ``mmcv.ops.point_sample`` (pure PyTorch) at module level; the
     stub loads that file and raises ``ModuleNotFoundError`` for compiled ops,
     which is what mmseg's optional imports catch. Returns False when full mmcv
-    is installed and nothing needed doing.
+    is installed, or no mmcv (then no mmseg either), and nothing needed doing.
     """
-    if 'mmcv.ops' in sys.modules:
+    if 'mmcv.ops' in sys.modules or importlib.util.find_spec('mmcv') is None:
         return False
     try:
         import mmcv.ops  # noqa: F401
