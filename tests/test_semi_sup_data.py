@@ -9,11 +9,45 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ROOT
 from extrema.data.subsets import (SPLITS_DIR, LabelledImageFolder, balanced_subset, read_split_file,
                                   resolve_split_file)
 
 SIMCLR_MD5 = {'1percent': 'b61c91b8ddb75fabdb02a9bb2ae3bd74', '10percent': 'b0d861160cc9531910d069ff547fc1b6'}
 SMALL = dict(input_size=16, crop_pct=1.0)
+
+
+def test_split_files_ship_in_the_wheel(tmp_path):
+    """A non-editable install finds the split files: build the wheel (from a copy of the sources, so
+    the build leaves nothing in the repository), unpack it into a folder and import extrema from
+    there, with the repository off sys.path."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    source = tmp_path / 'source'
+    shutil.copytree(os.path.join(ROOT, 'extrema'), source / 'extrema',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copy(os.path.join(ROOT, 'pyproject.toml'), source)
+    build = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
+                            '-w', str(tmp_path / 'dist'), str(source)], capture_output=True, text=True,
+                           cwd=str(tmp_path))
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel, = (tmp_path / 'dist').glob('extrema_toolkit-*.whl')
+    site = tmp_path / 'site'
+    zipfile.ZipFile(wheel).extractall(site)
+    script = ("import sys, hashlib; sys.path = [p for p in sys.path if p not in ('', {root!r})]; "
+              "sys.path.insert(0, {site!r}); "
+              "from extrema.data.subsets import resolve_split_file, SPLITS_DIR; "
+              "path = resolve_split_file('1percent'); "
+              "print(path.startswith({site!r}), hashlib.md5(open(path, 'rb').read()).hexdigest(), "
+              "sorted(__import__('os').listdir(SPLITS_DIR)))").format(root=ROOT, site=str(site))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=str(tmp_path),
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[:2] == ['True', SIMCLR_MD5['1percent']]
+    assert "['10percent.txt', '1percent.txt', 'NOTICE', 'README.md']" in done.stdout
 
 
 def write_image(path, value=0):
@@ -134,7 +168,7 @@ def test_frozen_eval_cli_on_an_imagenet_layout(fake_imagenet, tiny_extrema, tmp_
     torch.save(dict(state_dict=tiny_extrema.state_dict(), meta=dict(extrema_config=tiny_extrema.config)),
                checkpoint)
     spec = importlib.util.spec_from_file_location(
-        'frozen_eval', os.path.join(os.path.dirname(SPLITS_DIR), 'frozen_eval.py'))
+        'frozen_eval', os.path.join(ROOT, 'semi_sup', 'frozen_eval.py'))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
     args = ['--checkpoint', checkpoint, '--data-root', root, '--split', '1percent', '--protocol', 'knn', 'linear',

@@ -1,7 +1,7 @@
 """Labelled image-folder data for the low-label protocols.
 
-* SimCLR split files (``semi_sup/splits/{1,10}percent.txt``: one ``<wnid>_<id>.JPEG``
-  per line) select training images of an ImageNet-layout folder ``train/<wnid>/<file>``.
+* SimCLR split files (``extrema/data/splits/{1,10}percent.txt``, package data: one
+  ``<wnid>_<id>.JPEG`` per line) select training images of an ImageNet-layout folder ``train/<wnid>/<file>``.
 * ``percent`` draws a class-balanced subset of any image folder with a seed.
 * Validation images come from class folders or from an annotation file.
 
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from ..registry import DATASETS
 from .folder import SkipUnreadable, scan_image_folder
 
-SPLITS_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'semi_sup', 'splits')
+SPLITS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'splits')  # package data, in wheels too
 NAMED_SPLITS = ('1percent', '10percent')
 Samples = List[Tuple[str, int]]
 
