@@ -5,6 +5,7 @@
     # with random init and raw pixels as references, and the collapse diagnostics
     python tools/reproduce.py curve work_dirs/byol/iter_*.pth --data-root data/fashion_mnist \\
         --test-per-class 200 --out work_dirs/byol/curve.json
+    python tools/reproduce.py markdown work_dirs/byol/curve.json     # the rows as a markdown table
 
 Data: ``python tools/prepare_fashion_mnist.py --out data/fashion_mnist`` (60,000 train, 10,000 val).
 The labelled set is a class-balanced draw of train/ (``--percent``, ``--seed``); the test set is val/,
@@ -131,6 +132,26 @@ def curve(args) -> list:
     return rows
 
 
+def markdown(paths) -> str:
+    """The rows of curve JSON files as one markdown table (instance features; best other feature)."""
+    lines = ['| run | step | k-NN 1% | logreg 1% | feat std | eff. rank | best feature (k-NN / logreg) |',
+             '|---|---|---|---|---|---|---|']
+    for path in paths:
+        with open(path) as f:
+            rows = json.load(f)['rows']
+        for row in sorted(rows, key=lambda row: (row['name'].endswith('.pth'), row['name'].rsplit('/', 2)[0], row['step'])):
+            if 'pixels' in row:
+                scores, best = row['pixels'], ''
+            else:
+                scores = row['instance']
+                name = max(FEATURES, key=lambda feature: row[feature]['knn'] + row[feature]['logreg'])
+                best = f"{name} ({row[name]['knn']:.2f} / {row[name]['logreg']:.2f})"
+            run = osp.basename(osp.dirname(row['name'])) if row['name'].endswith('.pth') else row['name']
+            lines.append(f"| {run} | {row['step']} | {scores['knn']:.2f} | {scores['logreg']:.2f} | "
+                         f"{row['feat_std']:.4f} | {row['eff_rank']:.1f} | {best} |")
+    return '\n'.join(lines)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -145,6 +166,8 @@ def parse_args(argv=None):
                    help='skip the random-init and raw-pixel rows')
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--out', help='JSON of the rows; rows already there are kept and not recomputed')
+    m = sub.add_parser('markdown', help='curve JSON files as a markdown table')
+    m.add_argument('curves', nargs='+')
     return parser.parse_args(argv)
 
 
@@ -152,6 +175,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.command == 'curve':
         return curve(args)
+    print(markdown(args.curves))
 
 
 if __name__ == '__main__':
