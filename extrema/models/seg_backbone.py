@@ -25,7 +25,7 @@ class ExtreMAViT(ViTTrunk, BaseModule):
     """ExtreMA ViT trunk returning multi-level feature maps.
 
     Args:
-        arch: 'tiny' | 'small' | 'base' | 'large' | dict(embed_dim, depth, num_heads).
+        arch: 'deit-tiny' | 'small' | 'base' | 'large' | dict(embed_dim, depth, num_heads).
         img_size: the training crop. The sin-cos table is built for its grid
             (512 / 16 -> 32x32); a checkpoint's table is resized bicubically to it.
         patch_size, in_channels, mlp_ratio, qkv_bias: as in pretraining.

@@ -22,8 +22,10 @@ from timm.models.cait import LayerScaleBlockClassAttn
 from .layer_depth import layer_id
 from .layers import Linear, Mlp, patch_embed, residual, self_attention, split_heads
 
+# 'deit-tiny' is the standard ViT-Ti/16 (DeiT-Ti; mmpretrain's name). The toolkit's CPU configs
+# ('tiny' in their file names) are 192-d too but 6 blocks deep, and spell their arch as a dict.
 ARCH_SETTINGS = {
-    'tiny': dict(embed_dim=192, depth=12, num_heads=3),
+    'deit-tiny': dict(embed_dim=192, depth=12, num_heads=3),
     'small': dict(embed_dim=384, depth=12, num_heads=6),
     'base': dict(embed_dim=768, depth=12, num_heads=12),
     'large': dict(embed_dim=1024, depth=24, num_heads=16),
