@@ -1,18 +1,18 @@
 """Layers on the ViT's hot path that run faster than their timm/torch originals.
 
 * ``linear`` / ``Linear`` / ``Mlp``: on CPU in eager fp32, oneDNN's GEMM with the bias
-  (and GELU) fused is 10-25% faster than MKL's here (docs/benchmark.md); elsewhere,
+  (and GELU) fused, which beats MKL's unfused one (docs/benchmark.md); elsewhere,
   and under torch.compile or a dispatch mode such as the FLOP counter, ``F.linear``.
   ``Mlp`` keeps timm's parameter names (``fc1``, ``fc2``).
 * ``residual``: ``x + DropPath(branch(x))`` with timm's draws; on CPU the branch runs
   only on the kept samples.
 * ``patch_embed``: the non-overlapping patch convolution as one matmul. cuDNN runs a
-  16x16 stride-16 convolution as a slow implicit GEMM (1.9 ms for 256 images on an
-  H200, for a 59-GFLOP product); on CPU the two take the same time.
+  16x16 stride-16 convolution as an implicit GEMM far below the matmul roofline
+  (docs/benchmark.md); on CPU the two take the same time.
 * ``attention``: ``F.scaled_dot_product_attention``; in bf16 on CPU, when a gradient is
   needed and the sequence is short, through the math backend, because torch's CPU
-  flash kernel has a slow bf16 backward there (1.5-3.7x the math path's time below 128
-  tokens, docs/benchmark.md).
+  flash kernel has a slower bf16 backward there than the math path (docs/benchmark.md,
+  "bf16 on the CPU").
 * ``self_attention``: from the fused qkv projection; the student's short sequences go to
   the Triton kernel of ``short_attention`` on CUDA, everything else to ``attention``.
 
@@ -41,9 +41,9 @@ ONEDNN_LINEAR = _has_onednn_linear()
 
 
 def use_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Eager fp32 on CPU: oneDNN's GEMM, with the bias (and GELU) fused, is 10-25%
-    faster than MKL's here (docs/benchmark.md). Elsewhere, and under a dispatch
-    mode such as torch's FLOP counter, F.linear."""
+    """Eager fp32 on CPU: oneDNN's GEMM, with the bias (and GELU) fused (faster than
+    MKL's, docs/benchmark.md). Elsewhere, and under a dispatch mode such as torch's
+    FLOP counter, F.linear."""
     return (ONEDNN_LINEAR and x.device.type == 'cpu' and x.dtype == weight.dtype == torch.float32
             and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
             and _get_current_dispatch_mode() is None)
@@ -56,7 +56,7 @@ def _onednn_linear(x, weight, bias, activation='none'):
 
 class _OneDNNLinear(torch.autograd.Function):
     """x W^T + b; the input gradient through oneDNN, the weight gradient through MKL
-    (the faster library for each product on the CPUs measured)."""
+    (the faster library for each of the two products, docs/benchmark.md)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):

@@ -129,8 +129,8 @@ if triton is not None:
         return dict(BLOCK=_block(length), HEAD_DIM=head_dim,
                     PRECISION='ieee' if qkv.dtype == torch.float32 else 'tf32', num_warps=NUM_WARPS[kernel])
 
-    # Opaque custom ops rather than triton_op, whose kernel Inductor re-compiles: in the compiled
-    # H100 step the forward then took 298 us a block against 127 us alone (cf. pytorch/ao#2898).
+    # Opaque custom ops rather than triton_op, whose kernel Inductor re-compiles into a slower one
+    # inside the compiled step (docs/benchmark.md; cf. pytorch/ao#2898).
     @torch.library.custom_op('extrema::short_attention', mutates_args=())
     def _short_attention(qkv: torch.Tensor, num_heads: int, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
         batch, length, three_dim = qkv.shape
