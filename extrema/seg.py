@@ -13,7 +13,6 @@ from .engine import seg_hooks  # noqa: F401  (registration)
 from .engine.layer_decay import LayerDecayOptimWrapperConstructor
 from .models.seg_backbone import ExtreMAViT
 
-# force: the same class, whether or not engine/layer_decay.py registered it there too.
-MMSEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=LayerDecayOptimWrapperConstructor, force=True)
+MMSEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=LayerDecayOptimWrapperConstructor)
 
 __all__ = ['ExtreMAViT', 'FashionADEDataset', 'LayerDecayOptimWrapperConstructor']

@@ -5,16 +5,11 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from conftest import ROOT
 
 TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
 
 
-@pytest.mark.xfail(strict=True, reason='extrema/engine/layer_decay.py still imports mmseg.registry at module level '
-                                       '(its mmseg registration now lives in extrema/seg.py); drop those two lines '
-                                       'and this marker')
 def test_pretraining_runs_with_mmseg_unimportable(tmp_path, fashion_mnist_folder):
     config = tmp_path / 'tiny.py'
     config.write_text(textwrap.dedent(f"""

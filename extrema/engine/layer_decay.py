@@ -9,7 +9,6 @@ from the parameter name, so it works for any model whose ViT sits under
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMSEG_OPTIM_WRAPPER_CONSTRUCTORS
 
 from ..models.layer_depth import block_indices, layer_id
 from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
@@ -83,6 +82,3 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             raise ValueError(
                 f'LayerDecayOptimWrapperConstructor: paramwise_cfg.num_layers={self.num_layers} '
                 f'but the model has {found}. Set num_layers to the backbone depth.')
-
-
-MMSEG_OPTIM_WRAPPER_CONSTRUCTORS.register_module(module=LayerDecayOptimWrapperConstructor)
