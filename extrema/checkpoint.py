@@ -62,7 +62,7 @@ MMPRETRAIN_TO_OURS = ((r'patch_embed\.projection\.', 'patch_embed.proj.'),
                       (r'ln1\.', 'norm.'))
 MMPRETRAIN_KEY = re.compile(r'^(backbone\.)?layers\.\d+\.ln1\.')
 # Keys of the instance branch: present in encoder files, unused by dense backbones.
-INSTANCE_KEY = re.compile(r'^(cls_token|blocks_token\.|norm\.|head\.)')
+INSTANCE_KEY = re.compile(r'^(cls_token|blocks_token\.|norm\.|projector\.)')
 ENCODER_ARGS = ('arch', 'img_size', 'patch_size', 'in_chans', 'mlp_ratio', 'qkv_bias',
                 'num_class_attn_blocks', 'layer_scale_init', 'proj_hidden_dim', 'proj_dim')
 OFFICIAL_HEADS = {'vit_small': (384, 6), 'vit_base': (768, 12), 'vit_large': (1024, 16)}
@@ -196,12 +196,13 @@ def to_extrema_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
     fmt = detect_format(checkpoint)
     state = state_dict_of(checkpoint)
     if fmt == 'extrema':
-        return dict(state)
+        return _rename_branch_projectors(dict(state))
     if fmt == 'backbone':
         print_log('A backbone file holds one encoder: it becomes both the student and the teacher; the '
                   'predictor (and a dropped projector) stay randomly initialised and are listed as missing.',
                   logger='current', level=30)
-        return {f'{branch}.{k}': v for branch in ('student', 'teacher') for k, v in state.items()}
+        return _rename_branch_projectors({f'{branch}.{k}': v for branch in ('student', 'teacher')
+                                          for k, v in state.items()})
     if fmt != 'official':
         raise ValueError(f'This is a {fmt} file (a ViT trunk without class-attention blocks); a full ExtreMA '
                          'model needs an ExtreMA checkpoint (official, ours or a backbone file).')
@@ -213,12 +214,20 @@ def to_extrema_state_dict(checkpoint: dict) -> Dict[str, torch.Tensor]:
                 break
         else:
             converted[key] = value  # reported as unexpected when loaded
-    return converted
+    return _rename_branch_projectors(converted)
+
+
+def _rename_branch_projectors(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    from .models.vit import rename_legacy_projector
+    for branch in ('student.', 'teacher.'):
+        rename_legacy_projector(state, branch)
+    return state
 
 
 def encoder_state_dict(checkpoint: dict, branch: str = 'student') -> Dict[str, torch.Tensor]:
     """One encoder's weights in the ExtreMA encoder's names, from any format, as float32
-    (fp16 backbone files included; the projector ``head.*`` included when present)."""
+    (fp16 backbone files included; the projector ``projector.*`` included when present, whatever
+    the file calls it: ``head.*`` in official files and our older ones)."""
     if branch not in ('student', 'teacher'):
         raise ValueError(f"branch must be 'student' or 'teacher', got {branch!r}")
     fmt = detect_format(checkpoint)
@@ -243,11 +252,14 @@ def encoder_state_dict(checkpoint: dict, branch: str = 'student') -> Dict[str, t
         raise KeyError(f'The checkpoint has no {branch} encoder (no keys starting with {prefix!r}).')
     if fmt == 'mmpretrain':
         encoder = _from_mmpretrain(encoder)
+    elif fmt != 'mmseg':  # an ExtreMA encoder, whose projector the official code calls head
+        from .models.vit import rename_legacy_projector
+        rename_legacy_projector(encoder)
     return {k: v.float() if v.is_floating_point() else v for k, v in encoder.items()}
 
 
 def split_instance_keys(state: Dict[str, torch.Tensor]) -> Tuple[dict, dict]:
-    """(trunk keys, instance-branch keys: cls_token, blocks_token.*, norm.*, head.*)."""
+    """(trunk keys, instance-branch keys: cls_token, blocks_token.*, norm.*, projector.*)."""
     trunk = {k: v for k, v in state.items() if not INSTANCE_KEY.match(k)}
     instance = {k: v for k, v in state.items() if INSTANCE_KEY.match(k)}
     return trunk, instance
@@ -341,10 +353,10 @@ def infer_encoder_config(encoder: Dict[str, torch.Tensor], arch_name: Optional[s
                   mlp_ratio=encoder['blocks.0.mlp.fc1.weight'].shape[0] / embed_dim,
                   qkv_bias='blocks.0.attn.qkv.bias' in encoder,
                   num_class_attn_blocks=_max_index(encoder, r'blocks_token\.(\d+)\.'))
-    if 'head.0.weight' in encoder:
-        last = _max_index(encoder, r'head\.(\d+)\.') - 1
-        config.update(proj_hidden_dim=encoder['head.0.weight'].shape[0],
-                      proj_dim=encoder[f'head.{last}.weight'].shape[0])
+    if 'projector.0.weight' in encoder:
+        last = _max_index(encoder, r'projector\.(\d+)\.') - 1
+        config.update(proj_hidden_dim=encoder['projector.0.weight'].shape[0],
+                      proj_dim=encoder[f'projector.{last}.weight'].shape[0])
     return config
 
 
@@ -439,7 +451,7 @@ class EncoderWeights:
 
     def build(self, projector: bool = False, **overrides) -> nn.Module:
         """The encoder, freshly initialised (load with ``load_into``): an ``ExtreMAEncoder`` when
-        the file has class-attention blocks (with its projector ``head`` under ``projector``),
+        the file has class-attention blocks (with its ``projector`` under ``projector=True``),
         else a ``ViTTrunk``."""
         from .models.vit import ExtreMAEncoder, ViTTrunk
         if not self.heads_stated:
@@ -450,7 +462,7 @@ class EncoderWeights:
             encoder_args = trunk_args + ('num_class_attn_blocks', 'layer_scale_init')
             if projector:
                 encoder_args += ('proj_hidden_dim', 'proj_dim')
-            layers = sum(1 for k, v in self.state.items() if re.match(r'head\.\d+\.weight$', k) and v.ndim == 2)
+            layers = sum(1 for k, v in self.state.items() if re.match(r'projector\.\d+\.weight$', k) and v.ndim == 2)
             return ExtreMAEncoder(proj_layers=layers if projector else 0,
                                   **{k: config[k] for k in encoder_args if k in config})
         rel_pos = 'blocks.0.attn.relative_position_bias_table' in self.state
@@ -477,11 +489,11 @@ class EncoderWeights:
                   name: Optional[str] = None) -> Tuple[list, list]:
         """Load the trunk (and with ``class_attention`` the class-attention blocks, final LN and
         [cls] token) into ``module``, the positional table resized to its grid. Everything else
-        (the projector ``head.*`` always) is listed as ignored. Returns (missing, unexpected);
+        (the ``projector.*`` always) is listed as ignored. Returns (missing, unexpected);
         raises when nothing matches."""
         from .models.vit import resize_pos_embed
         trunk, instance = split_instance_keys(self.state)
-        wanted = {k: v for k, v in instance.items() if class_attention and not k.startswith('head.')}
+        wanted = {k: v for k, v in instance.items() if class_attention and not k.startswith('projector.')}
         state = dict(trunk, **wanted)
         if 'pos_embed' in state and hasattr(module, 'grid_size'):
             side = math.isqrt(state['pos_embed'].shape[1])

@@ -24,8 +24,8 @@ def official_file(tmp_path):
             p.add_(0.01)
     renames = (('student.', 'module.base_encoder.'), ('teacher.', 'module.momentum_encoder.'),
                ('predictor.', 'module.predictor.'))
-    state = {new + k[len(old):]: v for k, v in model.state_dict().items()
-             for old, new in renames if k.startswith(old)}
+    state = {new + k[len(old):].replace('projector.', 'head.', 1): v for k, v in model.state_dict().items()
+             for old, new in renames if k.startswith(old)}  # the official code's projector is 'head'
     path = tmp_path / 'official.pth.tar'
     torch.save({'state_dict': state, 'arch': 'vit_custom', 'epoch': 300}, path)
     return path, model.eval()
@@ -54,7 +54,7 @@ def test_backbone_export_holds_one_encoder(tmp_path, official_file, branch):
     backbone = load_file(str(dst))
     assert backbone['meta']['branch'] == branch
     encoder = getattr(model, branch).state_dict()
-    assert set(backbone['state_dict']) == {k for k in encoder if not k.startswith('head.')}
+    assert set(backbone['state_dict']) == {k for k in encoder if not k.startswith('projector.')}
     for key, value in backbone['state_dict'].items():
         assert torch.equal(value, encoder[key])
     assert encoder_state_dict(backbone, branch).keys() == backbone['state_dict'].keys()

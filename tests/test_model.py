@@ -74,12 +74,15 @@ def official_loss(state, x1, x2, masks, heads, depth, num_ca):
 
 
 def to_official(model):
+    """The released layout, which calls the encoder's projector ``head``."""
     state = {}
     for key, value in model.state_dict().items():
         for ours, theirs in (('student.', 'module.base_encoder.'), ('teacher.', 'module.momentum_encoder.'),
                              ('predictor.', 'module.predictor.')):
             if key.startswith(ours):
-                state[theirs + key[len(ours):]] = value.clone()
+                key = key[len(ours):]
+                state[theirs + ('head.' + key[len('projector.'):] if key.startswith('projector.') else key)] = \
+                    value.clone()
     return {'state_dict': state, 'epoch': 300, 'arch': 'vit_tiny', 'optimizer': {}, 'scaler': {}}
 
 
@@ -89,7 +92,7 @@ def official_checkpoint(tmp_path, tiny_extrema):
     torch.manual_seed(1)
     with torch.no_grad():
         for name, param in tiny_extrema.named_parameters():
-            if 'norm' in name or 'gamma' in name or name.startswith('predictor.1') or '.head.1' in name:
+            if 'norm' in name or 'gamma' in name or name.startswith('predictor.1') or '.projector.1' in name:
                 param.add_(torch.randn_like(param) * 0.1)
         for param in tiny_extrema.teacher.parameters():
             param.add_(torch.randn_like(param) * 0.02)
@@ -103,7 +106,7 @@ def test_vit_base_parameter_counts():
     model = ExtreMA('base', mask_ratio=0.8, num_masks=5)
     assert count_parameters(model.student.blocks[0]) == 7_087_872
     assert count_parameters(model.student.blocks_token[0]) == 7_089_408
-    assert count_parameters(model.student.head) == 20_996_352
+    assert count_parameters(model.student.projector) == 20_996_352
     assert count_parameters(model.predictor) == 2_109_696
     assert count_parameters(model.student.patch_embed) == 590_592
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -232,7 +235,7 @@ def test_momentum_update_covers_projector_not_predictor(tiny_extrema):
     tiny_extrema.momentum_update(0.9)
     for name, param in tiny_extrema.teacher.named_parameters():
         torch.testing.assert_close(param, 0.9 * before[name] + 0.1 * student[name])
-    assert any(n.startswith('head.') for n in before)
+    assert any(n.startswith('projector.') for n in before)
     assert all(torch.equal(a, b) for a, b in zip(predictor, tiny_extrema.predictor.parameters()))
 
 
@@ -264,6 +267,7 @@ def test_load_official_checkpoint_matches_reference(official_checkpoint):
         assert loss.item() == pytest.approx(official_loss(state, x1, x2, list(ids), 2, 2, 2).item(), abs=1e-5)
     model.momentum_update(0.99)
     for key, value in model.teacher.named_parameters():
+        key = 'head.' + key[len('projector.'):] if key.startswith('projector.') else key  # the official name
         expected = state[f'module.momentum_encoder.{key}'] * 0.99 + state[f'module.base_encoder.{key}'] * 0.01
         torch.testing.assert_close(value, expected, atol=1e-6, rtol=1e-6)
 
@@ -324,3 +328,30 @@ def test_builds_inside_another_default_scope():
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = ExtreMA(arch=dict(embed_dim=32, depth=1, num_heads=2), img_size=32, patch_size=8, num_masks=1)
     assert type(model.data_preprocessor).__name__ == 'TwoViewDataPreprocessor'
+
+
+def test_files_naming_the_projector_head_load_and_classifier_heads_stay(tiny_extrema, tiny_extrema_kwargs, tmp_path):
+    """The official code, and our files written before the rename, call the encoder's projector
+    ``head``: they load into ``projector`` through torch's and mmengine's loaders alike. An encoder
+    without a projector (the timm model) keeps ``head`` for its classifier."""
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    from extrema.models.timm_models import ExtreMATimmViT
+    older = {k.replace('student.projector.', 'student.head.').replace('teacher.projector.', 'teacher.head.'): v
+             for k, v in tiny_extrema.state_dict().items()}
+    assert any(k.startswith('student.head.') for k in older) and not any('projector' in k for k in older)
+    fresh = ExtreMA(**tiny_extrema_kwargs)
+    fresh.load_state_dict(older, strict=True)
+    path = str(tmp_path / 'older.pth')
+    torch.save(dict(state_dict=older, meta=dict(extrema_config=tiny_extrema.config)), path)
+    resumed = ExtreMA(**tiny_extrema_kwargs)
+    load_checkpoint(resumed, path, strict=True)  # the --resume / load_from path
+    for model in (fresh, resumed):
+        for key, value in tiny_extrema.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), key
+
+    timm_model = ExtreMATimmViT(img_size=32, patch_size=8, num_classes=5, embed_dim=64, depth=2, num_heads=2)
+    other = ExtreMATimmViT(img_size=32, patch_size=8, num_classes=5, embed_dim=64, depth=2, num_heads=2)
+    other.load_state_dict(timm_model.state_dict(), strict=True)
+    assert torch.equal(other.head.weight, timm_model.head.weight)
+

@@ -22,8 +22,10 @@ TINY_CLASSIFIER = dict(arch=dict(embed_dim=64, depth=2, num_heads=2), img_size=3
 def official_checkpoint(model, path):
     """The released layout: DDP-wrapped MoCo-v3-style keys under 'state_dict'. The teacher is
     perturbed so that loading the wrong branch would be visible."""
-    state = {f'module.base_encoder.{k}': v for k, v in model.student.state_dict().items()}
-    state.update({f'module.momentum_encoder.{k}': v + 0.5 if v.is_floating_point() else v
+    def official(key):  # the official code calls the projector 'head'
+        return 'head.' + key[len('projector.'):] if key.startswith('projector.') else key
+    state = {f'module.base_encoder.{official(k)}': v for k, v in model.student.state_dict().items()}
+    state.update({f'module.momentum_encoder.{official(k)}': v + 0.5 if v.is_floating_point() else v
                   for k, v in model.teacher.state_dict().items()})
     state.update({f'module.predictor.{k}': v for k, v in model.predictor.state_dict().items()})
     torch.save(dict(state_dict=state, arch='vit_tiny', epoch=300), path)
@@ -55,7 +57,7 @@ def test_official_checkpoint_loads_every_trunk_weight(tiny_extrema, tmp_path, lo
     assert f'Loaded {len(trunk)}/{len(trunk)} tensors' in report[0]
     assert 'missing keys: none; unexpected keys: none' in report[0]
     instance_keys = [k for k in tiny_extrema.student.state_dict() if k not in trunk]
-    assert all(k.startswith(('cls_token', 'blocks_token.', 'norm.', 'head.')) for k in instance_keys)
+    assert all(k.startswith(('cls_token', 'blocks_token.', 'norm.', 'projector.')) for k in instance_keys)
     assert f'ignored on purpose: {len(instance_keys)} [' in report[0]
 
 
@@ -69,7 +71,7 @@ def test_class_attention_pooling_loads_the_instance_branch(tiny_extrema, tmp_pat
     assert {'cls_token', 'blocks_token.1.gamma_2', 'norm.weight'} <= loaded.keys()
     for key, value in loaded.items():
         assert torch.equal(value, state['module.momentum_encoder.' + key]), key
-    assert 'missing keys: none; unexpected keys: none' in log_lines[-1] and 'head.0.weight' in log_lines[-1]
+    assert 'missing keys: none; unexpected keys: none' in log_lines[-1] and 'projector.0.weight' in log_lines[-1]
     images = torch.randn(2, 3, 32, 32)
     teacher = tiny_extrema.teacher
     teacher.load_state_dict({k[len('module.momentum_encoder.'):]: v for k, v in state.items()

@@ -44,7 +44,7 @@ def convert_to_extrema(path: str, strict: bool):
 def convert_to_backbone(path: str, branch: str, keep_projector: bool, strict: bool, num_heads=None):
     weights = EncoderWeights.read(path, branch, num_heads)
     # A trunk-only source (mmseg, mmpretrain) keeps no [cls] token or final LN: the trunk has none.
-    dropped = [k for k in weights.state if (k.startswith('head.') and not keep_projector)
+    dropped = [k for k in weights.state if (k.startswith('projector.') and not keep_projector)
                or (not weights.has_class_attention and INSTANCE_KEY.match(k))]
     encoder = {k: v for k, v in weights.state.items() if k not in dropped}
     missing, unexpected = report_load(weights.build(projector=keep_projector), encoder, strict=strict,
@@ -62,7 +62,7 @@ def main(argv=None):
     parser.add_argument('--to', choices=['extrema', 'backbone'], required=True)
     parser.add_argument('--branch', choices=['student', 'teacher'], default='student',
                         help='encoder to export with --to backbone (default: student, as the official fine-tuning)')
-    parser.add_argument('--keep-projector', action='store_true', help='keep the projector (head.*) in a backbone file')
+    parser.add_argument('--keep-projector', action='store_true', help='keep the projector (projector.*) in a backbone file')
     parser.add_argument('--num-heads', type=int, help='head count, for files that do not record it')
     parser.add_argument('--dtype', choices=sorted(DTYPES), default='float32',
                         help='dtype of the floating-point tensors written (float16: half the size)')

@@ -4,7 +4,10 @@ A plain pre-norm ViT with no [cls] token in the self-attention trunk and a fixed
 2D sin-cos positional embedding, followed (for the instance branch) by CaiT-style
 class-attention blocks, a final LayerNorm and the projector MLP. Parameter names
 match the official checkpoints (``patch_embed.proj``, ``blocks.i.attn.qkv``,
-``blocks_token.j.gamma_1``, ``norm``, ``head.k``).
+``blocks_token.j.gamma_1``, ``norm``), except the projector: ``projector.k`` here,
+``head.k`` there, because ``head`` is the classifier of the fine-tuning and timm models.
+Official files (and ours written before the rename) load unchanged
+(``rename_legacy_projector``).
 
 Shapes: B images, N = gh*gw patch tokens, L visible tokens per view, K views.
 """
@@ -257,8 +260,24 @@ def check_ids_keep(ids_keep: torch.Tensor, batch: int, num_tokens: int) -> None:
         raise TypeError(f'ids_keep must be int64, got {ids_keep.dtype}')
 
 
+def rename_legacy_projector(state: dict, prefix: str = '') -> dict:
+    """``{prefix}head.*`` -> ``{prefix}projector.*`` in ``state`` (in place, returned): the
+    projector's name in the official code and in files this toolkit wrote before."""
+    legacy = prefix + 'head.'
+    for key in [k for k in state if k.startswith(legacy)]:
+        state[prefix + 'projector.' + key[len(legacy):]] = state.pop(key)
+    return state
+
+
+def _load_legacy_projector(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
+    # Only an encoder with a projector: without one (the classifier's and the timm models'
+    # encoders) ``head`` may be their own classifier.
+    if len(module.projector):
+        rename_legacy_projector(state_dict, prefix)
+
+
 class ExtreMAEncoder(ViTTrunk):
-    """Trunk + class-attention instance blocks + final LN + projector (``head``).
+    """Trunk + class-attention instance blocks + final LN + ``projector``.
 
     This is one branch of ExtreMA: the student (``base_encoder`` in the official
     code) or the EMA teacher (``momentum_encoder``).
@@ -278,7 +297,8 @@ class ExtreMAEncoder(ViTTrunk):
                                      init_values=layer_scale_init)
             for _ in range(num_class_attn_blocks)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.head = build_mlp(proj_layers, dim, proj_hidden_dim, proj_dim)
+        self.projector = build_mlp(proj_layers, dim, proj_hidden_dim, proj_dim)
+        self.register_load_state_dict_pre_hook(_load_legacy_projector)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -297,7 +317,7 @@ class ExtreMAEncoder(ViTTrunk):
         tokens = self.forward_tokens(x, ids_keep)
         cls = self.forward_instance(tokens[-1])
         instance = self.norm(cls)
-        return dict(tokens=tokens, cls=cls, instance=instance, projection=self.head(instance))
+        return dict(tokens=tokens, cls=cls, instance=instance, projection=self.projector(instance))
 
     def class_attention_map(self, x: torch.Tensor) -> torch.Tensor:
         """Last class-attention block's attention of the instance query over the
@@ -321,4 +341,5 @@ def count_parameters(module: nn.Module) -> int:
 
 
 __all__ = ['ARCH_SETTINGS', 'Attention', 'Block', 'ExtreMAEncoder', 'ViTTrunk', 'build_mlp',
-           'count_parameters', 'gather_tokens', 'resize_pos_embed', 'resolve_arch', 'sincos_pos_embed_2d']
+           'count_parameters', 'gather_tokens', 'rename_legacy_projector', 'resize_pos_embed', 'resolve_arch',
+           'sincos_pos_embed_2d']
