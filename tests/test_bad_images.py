@@ -43,7 +43,9 @@ def test_a_bad_file_is_counted_once(tmp_path, fashion_mnist_folder):
 
 def test_bad_files_are_counted_across_workers(tmp_path, fashion_mnist_folder):
     """4 bad files of 204 (2%, limit 2.04 files) over 2 workers that meet 2 each: counted per
-    worker, the run never stopped; the shared count stops it at the third."""
+    worker, the run never stopped; the shared count stops it at the third (or the fourth, when
+    the other worker flagged its file between the third's flag and the check: never more than
+    the 4 files there are)."""
     bad_names = [f'{name}/00000_corrupt.png' for name in ('bag', 'coat', 'dress', 'sandal')]
     dataset = RandomCropImageFolder(image_folder(tmp_path, fashion_mnist_folder, bad_names), img_size=32)
     bad = [i for i, (path, _) in enumerate(dataset.samples) if 'corrupt' in path]
@@ -51,7 +53,7 @@ def test_bad_files_are_counted_across_workers(tmp_path, fashion_mnist_folder):
     # batch_size 1: worker 0 makes items 0, 2, 4, ..., worker 1 items 1, 3, 5, ...
     order = bad[:2] + good[:10] + bad[2:] + good[10:]
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2, sampler=order)
-    with pytest.raises(RuntimeError, match=r'3 of 204 image files are unreadable'):
+    with pytest.raises(RuntimeError, match=r'[34] of 204 image files are unreadable'):
         for _ in loader:
             pass
 
