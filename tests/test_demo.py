@@ -21,6 +21,8 @@ def test_main_job_quick_writes_a_filled_report(tmp_path):
     for picture in re.findall(r'\]\(([^)]+\.png)\)', report):
         assert (out / picture).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert 'Spearman correlation' in report
+    # every transfer table names the model zoo entry it started from (the CPU default)
+    assert report.count('the model zoo entry, sha256 9af53b0b') == 4  # frozen, fine-tune, segmentation, analyses
     # a second run reuses every finished stage: the pretrained checkpoint is not rewritten
     checkpoint = out / 'pretrain' / 'epoch_2.pth'
     written = checkpoint.stat().st_mtime_ns

@@ -55,7 +55,7 @@ SETTINGS = {
     # planned stage costs for the ETA (measured on an idle 2-core CPU, see README). Fine-tuning epochs
     # None: the fine-tuning configs' schedules (run to convergence).
     'default': dict(workers=None, transfer='zoo', pretrain_per_class=800, val_per_class=20, full_per_class=None,
-                    full_val_per_class=None, pretrain_epochs=2, pretrain_batch=128,
+                    full_val_per_class=None, pretrain_epochs=1, pretrain_batch=128,
                     finetune_fractions=(1,), finetune_epochs={1: None}, finetune_batch={1: None},
                     seg_iters=100, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,

@@ -139,7 +139,7 @@ def markdown(paths) -> str:
     for path in paths:
         with open(path) as f:
             rows = json.load(f)['rows']
-        for row in sorted(rows, key=lambda row: (row['name'].endswith('.pth'), row['name'].rsplit('/', 2)[0], row['step'])):
+        for row in sorted(rows, key=lambda row: (row['name'].endswith('.pth'), osp.dirname(row['name']), row['step'])):
             if 'pixels' in row:
                 scores, best = row['pixels'], ''
             else:
