@@ -22,9 +22,9 @@ def load_benchmark_tool():
     return module
 
 
-def test_tiny_benchmark_writes_json(tmp_path):
+def test_smoke_benchmark_writes_json(tmp_path):
     out = tmp_path / 'bench.json'
-    load_benchmark_tool().main(['--tiny', '--sdpa-backends', 'math', '--out', str(out)])
+    load_benchmark_tool().main(['--smoke', '--sdpa-backends', 'math', '--out', str(out)])
     results = json.loads(out.read_text())
     assert {'environment', 'settings', 'pretrain_step', 'seg_step', 'backbone_inference', 'data'} <= set(results)
     variants = {row['variant'] for row in results['pretrain_step']}

@@ -32,12 +32,12 @@ from extrema.benchmark.steps import SDPA_BACKENDS  # noqa: E402
 
 # mode -> defaults (a dict keyed by device type where they differ); the command line overrides them.
 PRESETS = {
-    'tiny': dict(archs=['tiny'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
-                 warmup=0, repeats=1, infer_batch=2, seg_arch='tiny', seg_size=64, seg_batch=2,
-                 data_images=4, data_size=32, loader_batches=0, proj_hidden_dim=64, proj_dim=32, threads=1),
+    'smoke': dict(archs=['micro'], masks=['0.75x4'], img_size=32, patch_size=8, batch_size=2,
+                  warmup=0, repeats=1, infer_batch=2, seg_arch='micro', seg_size=64, seg_batch=2,
+                  data_images=4, data_size=32, loader_batches=0, proj_hidden_dim=64, proj_dim=32, threads=1),
     'quick': dict(archs={'cpu': ['small'], 'cuda': ['base']}, masks=['0.8x5'], img_size=224, patch_size=16,
                   batch_size={'cpu': 4, 'cuda': 128}, warmup=1, repeats={'cpu': 2, 'cuda': 5},
-                  infer_batch={'cpu': 8, 'cuda': 128}, seg_arch={'cpu': 'tiny', 'cuda': 'base'},
+                  infer_batch={'cpu': 8, 'cuda': 128}, seg_arch={'cpu': 'micro', 'cuda': 'base'},
                   seg_size={'cpu': 128, 'cuda': 512}, seg_batch=2, data_images=24, data_size=224,
                   loader_batches=0),
     'full': dict(archs=['small', 'base'], masks=['0.8x5', '0.9x8'], img_size=224, patch_size=16,
@@ -52,8 +52,8 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument('--quick', action='store_true', help='ViT-S, small batches, 2 repeats (CPU < 2 min)')
-    mode.add_argument('--tiny', action='store_true', help='tiny dims, 1 repeat: a smoke test')
-    parser.add_argument('--archs', nargs='+', help="ViT sizes: small base large (or 'tiny')")
+    mode.add_argument('--smoke', action='store_true', help="the 'micro' ViT (64-d, 2 blocks), 1 repeat: a smoke test")
+    parser.add_argument('--archs', nargs='+', help="ViT sizes: small base large (or 'micro': 64-d, 2 blocks)")
     parser.add_argument('--masks', nargs='+', help='mask_ratio x num_masks, e.g. 0.8x5 0.9x8')
     parser.add_argument('--batch-size', type=int, help='pretraining batch (default: per arch and device)')
     parser.add_argument('--warmup', type=int)
@@ -94,7 +94,7 @@ def parse_args(argv=None):
     parser.add_argument('--out', default=None, help='JSON file (default: work_dirs/benchmark/<time>.json)')
     args = parser.parse_args(argv)
     args.device = torch.device(args.device)
-    preset = PRESETS['tiny' if args.tiny else 'quick' if args.quick else 'full']
+    preset = PRESETS['smoke' if args.smoke else 'quick' if args.quick else 'full']
     for key, value in preset.items():
         if isinstance(value, dict):
             value = value.get(args.device.type, value.get('cpu'))

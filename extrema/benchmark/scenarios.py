@@ -29,7 +29,7 @@ from .steps import (SDPA_BACKENDS, SupervisedViT, attention_step, build_optim_wr
 from .timing import matmul_flops_per_s, median, peak_memory, synchronize, time_interleaved
 
 SCENARIOS = ('pretrain-step', 'seg-step', 'backbone-inference', 'data')
-TINY_ARCH = dict(embed_dim=64, depth=2, num_heads=2)
+MICRO_ARCH = dict(embed_dim=64, depth=2, num_heads=2)
 # Dense peak FLOP/s by device name, for MFU against the datasheet.
 DATASHEET_PEAK_TFLOPS = {
     ('H100', 'bfloat16'): 989.4, ('H100', 'float16'): 989.4, ('H100', 'float32'): 66.9,
@@ -40,7 +40,7 @@ FULL_BATCH = {'cpu': {'small': 16, 'base': 8, 'large': 4}, 'cuda': {'small': 256
 
 
 def arch_of(name: str) -> dict:
-    return dict(TINY_ARCH) if name == 'tiny' else resolve_arch(name)
+    return dict(MICRO_ARCH) if name == 'micro' else resolve_arch(name)
 
 
 def gflops(value: float) -> float:
@@ -123,8 +123,8 @@ def pretrain_steps(args, arch: dict, batch: int, ratio: float, num_masks: int, s
         return steps, flops
     steps['k1'] = extrema_step(model, optim_wrapper, data, masks_of(model, 1))
     flops['k1'] = flop_count.extrema_step_flops(dict(model.config, num_masks=1), batch)['total']
-    # Eager only: compiled, Inductor merges the K identical teacher forwards into one (H200: 0.107 s
-    # against ExtreMA's 0.106 s, the same memory), which makes it ExtreMA's step.
+    # Eager only: compiled, Inductor merges the K identical teacher forwards into one, which makes
+    # it ExtreMA's step (docs/benchmark.md).
     steps['naive_teacher'] = extrema_step(model, optim_wrapper, data, partial(teacher_per_mask_loss, model))
     flops['naive_teacher'] = flop_count.extrema_step_flops(model.config, batch, teacher_passes=num_masks)['total']
     supervised = SupervisedViT(arch, args.img_size, args.patch_size).to(device)
@@ -243,7 +243,7 @@ SEG_OUT_INDICES = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23)}  # mmseg's MAE/BEiT c
 
 def seg_models(args):
     """(ExtreMAViT UperNet, mmseg MAE UperNet) configs with the same dims."""
-    arch = dict(TINY_ARCH, depth=4) if args.seg_arch == 'tiny' else resolve_arch(args.seg_arch)
+    arch = dict(MICRO_ARCH, depth=4) if args.seg_arch == 'micro' else resolve_arch(args.seg_arch)
     dim, depth, heads = arch['embed_dim'], arch['depth'], arch['num_heads']
     out_indices = SEG_OUT_INDICES.get(depth, tuple(range(depth - 4, depth)))
     patch = 16 if args.seg_size >= 128 else 8
