@@ -1,7 +1,8 @@
 # mmseg's runtime, plus the toolkit's registrations and checks.
 _base_ = ['mmseg::_base_/default_runtime.py']
-# `extrema` registers ExtreMAViT, FashionADEDataset and the layer-decay constructor in mmseg.
-custom_imports = dict(imports=['extrema', 'extrema.engine.seg_hooks'], allow_failed_imports=False)
+# `extrema.seg` registers ExtreMAViT, FashionADEDataset, the seg checks and the layer-decay
+# constructor in mmseg's registries (importing it imports `extrema`).
+custom_imports = dict(imports=['extrema.seg'], allow_failed_imports=False)
 # TensorBoard instead of the JSON scalars: --cfg-options visualizer.vis_backends.0.type=TensorboardVisBackend
 vis_backends = [dict(type='LocalVisBackend')]
 # No fixed name (mmseg's is 'visualizer'): each run gets its own visualizer (and --show-dir), also
