@@ -182,6 +182,19 @@ def test_frozen_eval_cli_on_an_imagenet_layout(fake_imagenet, tiny_extrema, tmp_
     assert report['results']['linear']['batch_size'] == len(listed)  # capped at the labelled-set size
 
 
+def test_augmentation_of_an_item_depends_on_seed_epoch_and_index_only(fashion_mnist_folder):
+    """What makes a fine-tuning run resumed with persistent workers exact: after set_epoch,
+    item i of epoch e is the same whatever was drawn before it."""
+    dataset = LabelledImageFolder(fashion_mnist_folder, percent=50, transform=dict(
+        input_size=32, is_training=True, scale=(0.2, 1.0), hflip=0.5))
+    dataset.set_epoch(1, seed=0)
+    first = dataset[3]['inputs']
+    torch.rand(100), dataset[5]  # other draws in between
+    assert torch.equal(dataset[3]['inputs'], first)
+    dataset.set_epoch(2, seed=0)
+    assert not torch.equal(dataset[3]['inputs'], first)
+
+
 def test_randaugment_posterize_to_zero_bits_gives_a_black_image(fashion_mnist_folder):
     """m9 + magnitude noise reaches m10, where the 'inc1' policy keeps 0 bits (Pillow 13 raises)."""
     from timm.data.auto_augment import RandAugment

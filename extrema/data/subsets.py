@@ -21,7 +21,7 @@ from timm.data.auto_augment import RandAugment, posterize
 from torch.utils.data import Dataset
 
 from ..registry import DATASETS
-from .folder import SkipUnreadable, scan_image_folder
+from .folder import SeededItems, SkipUnreadable, scan_image_folder
 
 SPLITS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), 'splits')  # package data, in wheels too
 NAMED_SPLITS = ('1percent', '10percent')
@@ -189,8 +189,11 @@ def build_transform(config: dict):
 
 
 @DATASETS.register_module()
-class LabelledImageFolder(SkipUnreadable, Dataset):
+class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
     """Images and labels from an ImageNet-layout folder, optionally a labelled subset.
+
+    The augmentation of item ``i`` in epoch ``e`` draws from a seed of (run seed, e, i)
+    (``SeededItems``), so a fine-tuning run resumed with persistent workers is exact.
 
     Args:
         data_root: folder holding ``train/<class>/`` (which defines the classes) and the
@@ -228,6 +231,7 @@ class LabelledImageFolder(SkipUnreadable, Dataset):
             samples = balanced_subset(samples, percent, seed)
         self.samples = samples
         self.max_bad_fraction = max_bad_fraction
+        self.bad_files  # noqa: B018  (shared flags made here, before any worker forks)
         self.transform_cfg = dict(transform or dict(input_size=224))
         self.transform = build_transform(self.transform_cfg)
         counts = np.bincount([label for _, label in samples], minlength=len(self.classes))
@@ -249,7 +253,8 @@ class LabelledImageFolder(SkipUnreadable, Dataset):
 
     def __getitem__(self, index: int) -> dict:
         image, label = self.load_rgb(index)
-        return dict(inputs=self.transform(image), data_samples=label)
+        with self.item_rng(index):
+            return dict(inputs=self.transform(image), data_samples=label)
 
 
 __all__ = ['LabelledImageFolder', 'NAMED_SPLITS', 'SPLITS_DIR', 'balanced_subset',
