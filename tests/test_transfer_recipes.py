@@ -77,3 +77,13 @@ def test_mmpretrain_layer_decay_constructor_matches_ours(build):
     assert theirs['blocks.1.mlp.fc2.weight'] == pytest.approx(1e-3 * DECAY)
     assert theirs['patch_embed.proj.weight'] == pytest.approx(1e-3 * DECAY ** 3)
     assert model.get_layer_depth('neck.convs.0.weight', prefix='backbone.') == (3, 4)
+
+
+@pytest.mark.parametrize('pooling', ['mean', 'class_attention'])
+def test_mmpretrain_layer_decay_constructor_on_the_classifier_matches_ours(pooling):
+    model = classifier(pooling)
+    theirs = mmpretrain_lrs(model)
+    assert set(theirs) == {n for n, p in model.named_parameters() if p.requires_grad}
+    assert theirs == pytest.approx({name: lr for name, (lr, _) in ours(model).items()})
+    assert theirs['head.weight'] == pytest.approx(1e-3)
+    assert theirs['backbone.pos_embed'] == pytest.approx(1e-3 * DECAY ** 3)

@@ -12,7 +12,7 @@ The trunk is ``backbone`` so that ``LayerDecayOptimWrapperConstructor`` finds
 above the last block (lr scale 1).
 """
 import os.path as osp
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -127,6 +127,12 @@ class ExtreMAClassifier(BaseModel):
         nn.init.zeros_(self.head.bias)
         with torch.no_grad():
             self.head.weight.mul_(init_scale)
+
+    def get_layer_depth(self, param_name: str) -> Tuple[int, int]:
+        """(depth, number of depths) for mmpretrain's ``LearningRateDecayOptimWrapperConstructor``,
+        as its ``ImageClassifier`` has it: the backbone's rule under ``backbone.``; ``fc_norm`` and
+        ``head`` are the top depth (lr scale 1)."""
+        return self.backbone.get_layer_depth(param_name, prefix='backbone.')
 
     def init_weights(self) -> None:
         """Loads ``pretrained``; the fresh init (official) happens at construction."""
