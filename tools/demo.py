@@ -8,7 +8,7 @@ Stages (each resumable: a finished stage is reused unless --fresh):
     data          Fashion-MNIST folders (a small pretraining subset, the full 60k/10k) and Fashion-ADE scenes
     pretrain      a brief ExtreMA tiny pretraining from scratch (the zoo entry's config), through
                   tools/train.py's path, to show the pipeline and its loss / collapse-check curves
-    frozen        k-NN and logistic regression at 1% / 10% labels (semi_sup/frozen_eval.py)
+    frozen        k-NN and logistic regression at 1% / 10% labels (extrema.evaluation.frozen_eval)
     finetune      end-to-end fine-tuning at 1% / 10% labels (semi_sup/configs/finetune_extrema-tiny_...)
     segmentation  UperNet + ExtreMAViT on Fashion-ADE (mmseg_configs/upernet_extrema-tiny-...)
     analysis      attention maps, feature inversion, locality probe (tools/analysis/)
@@ -36,6 +36,7 @@ from mmengine.hooks import Hook  # noqa: E402
 from extrema.data.fashion_ade import generate_fashion_ade  # noqa: E402
 from extrema.data.fashion_mnist import CLASSES, export_image_folder  # noqa: E402
 from extrema.engine.launch import build_runner, setup_config  # noqa: E402
+from extrema.evaluation import frozen_eval  # noqa: E402
 
 # The model zoo entry the tables transfer from on a CPU, and its pretraining config.
 ZOO_ENTRY = 'pretrain/zoo/extrema_vit-tiny-p4_mask08x5_fashion-mnist-60k-32px'
@@ -252,7 +253,6 @@ class Demo:
                     proj_dim=runner.cfg.model.proj_dim)
 
     def stage_frozen(self):
-        frozen_eval = load_tool('semi_sup/frozen_eval.py')
         results = dict(checkpoint=self.checkpoint)
         for percent in FRACTIONS:
             for init in INITS:
