@@ -1,4 +1,4 @@
-"""The zoo pages of mmseg_configs/ and semi_sup/configs/ list every config, and only existing ones."""
+"""The zoo pages of pretrain/configs/, mmseg_configs/ and semi_sup/configs/ list every config, and only existing ones."""
 import glob
 import os.path as osp
 
@@ -8,7 +8,7 @@ import yaml
 from conftest import ROOT
 
 
-@pytest.mark.parametrize('folder', ['mmseg_configs', 'semi_sup/configs'])
+@pytest.mark.parametrize('folder', ['pretrain/configs', 'mmseg_configs', 'semi_sup/configs'])
 def test_metafile_and_readme_cover_every_config(folder):
     configs = {osp.relpath(p, ROOT) for p in glob.glob(osp.join(ROOT, folder, '*.py'))}
     meta = yaml.safe_load(open(osp.join(ROOT, folder, 'metafile.yml')))
