@@ -7,6 +7,8 @@ import torch
 import extrema  # noqa: F401  (shims and registration)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The tiny CPU pretraining config, the base of the tests' few-second runs.
+TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
 TINY_ARCH = dict(embed_dim=64, depth=2, num_heads=2)
 TINY_EXTREMA = dict(arch=TINY_ARCH, img_size=32, patch_size=8, proj_hidden_dim=64, proj_dim=32,
                     pred_hidden_dim=64, mask_ratio=0.75, num_masks=4, drop_path_rate=0.)

@@ -9,8 +9,8 @@ import pytest
 from extrema.engine import launch
 from extrema.engine.launch import build_runner, check_inputs, setup_config
 
-from conftest import ROOT
-from test_pretrain import TINY_BASE, write_config
+from conftest import ROOT, TINY_BASE
+from test_pretrain import write_config
 
 IMAGENET = os.path.join(ROOT, 'pretrain/configs/extrema_vit-b-p16_mask08x5_8xb256-amp-300e_in1k.py')
 SEMI_SUP = os.path.join(ROOT, 'semi_sup/configs/finetune_extrema-vit-b-p16_8xb32-800e_in1k-1pct.py')

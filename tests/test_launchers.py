@@ -7,7 +7,7 @@ import textwrap
 
 from extrema.checkpoint import load_file
 
-from conftest import ROOT
+from conftest import ROOT, TINY_BASE
 
 PLAIN_PATH = '/usr/bin:/bin'  # what a login shell has before any venv is activated
 
@@ -21,7 +21,7 @@ def test_dist_train_runs_two_processes_without_torchrun_on_path(tmp_path, fashio
     assert shutil.which('torchrun', path=PLAIN_PATH) is None
     config = tmp_path / 'tiny.py'
     config.write_text(textwrap.dedent(f"""
-        _base_ = ['{ROOT}/pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py']
+        _base_ = ['{TINY_BASE}']
         model = dict(arch=dict(embed_dim=32, depth=1, num_heads=2, _delete_=True), img_size=32, patch_size=8,
                      proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32, mask_ratio=0.75, num_masks=4)
         train_dataloader = dict(batch_size=50, num_workers=0, persistent_workers=False,

@@ -5,9 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import ROOT
-
-TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
+from conftest import ROOT, TINY_BASE
 
 
 def test_pretraining_runs_with_mmseg_unimportable(tmp_path, fashion_mnist_folder):

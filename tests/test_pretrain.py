@@ -14,9 +14,7 @@ from extrema.engine.hooks import cosine_momentum
 from extrema.engine.launch import build_runner, check_inputs, find_resume_checkpoint, setup_config
 from extrema.models import TwoViewDataPreprocessor
 
-from conftest import ROOT
-
-TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
+from conftest import ROOT, TINY_BASE
 
 
 def write_config(tmp_path, data_root, name='tiny.py', epochs=2, extra=''):

@@ -17,9 +17,8 @@ from extrema.engine.knn_hook import KNNEvalHook
 from extrema.engine.launch import build_runner, setup_config
 from extrema.evaluation import extract_features
 
-from conftest import ROOT
+from conftest import ROOT, TINY_BASE
 
-TINY_BASE = os.path.join(ROOT, 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-cpu-8e_fashion-mnist-32px.py')
 TENSORBOARD = {'visualizer.vis_backends.0.type': 'TensorboardVisBackend'}  # the documented flag
 
 
