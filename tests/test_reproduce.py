@@ -3,6 +3,7 @@ the collapse diagnostics and the per-prefix learning rate of the pretraining opt
 import json
 import os
 import sys
+from collections import Counter
 
 import pytest
 import torch
@@ -67,3 +68,57 @@ def test_curve_smallest_setting(fashion_mnist_folder, tmp_path):
     assert stored['rows'][0]['eff_rank'] > 1
     reproduce.main(argv)  # the rows already there are kept, not recomputed
     assert json.loads(out.read_text())['rows'] == stored['rows']
+
+
+def test_holdout_parts_are_disjoint_balanced_and_cover_the_labelled_set(fashion_mnist_folder):
+    from extrema.data.subsets import LabelledImageFolder
+    parts = {part: LabelledImageFolder(fashion_mnist_folder, 'train', percent=50, seed=3, holdout=0.2,
+                                       holdout_part=part, transform=dict(input_size=32))
+             for part in ('fit', 'heldout')}
+    everything = LabelledImageFolder(fashion_mnist_folder, 'train', percent=50, seed=3, transform=dict(input_size=32))
+    fit, held = (set(parts[p].samples) for p in ('fit', 'heldout'))
+    assert not fit & held and fit | held == set(everything.samples)
+    assert sorted(Counter(label for _, label in held).values()) == [2] * 10  # 20% of 10 per class
+    with pytest.raises(ValueError, match='holdout must be in'):
+        LabelledImageFolder(fashion_mnist_folder, 'train', percent=50, holdout=1.0)
+
+
+def test_table_smallest_setting(fashion_mnist_folder, tmp_path):
+    """Every cell of the table, with the lr chosen on the held-out part: one tiny fine-tuning
+    epoch per run on the 10-image-per-class test folder."""
+    out = tmp_path / 'table.json'
+    argv = ['table', '--rows', f'zoo={ZOO_WEIGHTS}', '--data-root', fashion_mnist_folder, '--percent', '10',
+            '--lambd', '0.001', '--ft-lrs', '1e-4', '1e-3', '--ft-epochs', '10=1', '--ft-batch', '10', '--work-dir', str(tmp_path / 'ft'),
+            '--out', str(out)]
+    reproduce.main(argv)
+    state = json.loads(out.read_text())
+    assert state['num_labelled/10'] == 20 and state['num_test'] == 100
+    for name in ('random init', 'zoo'):
+        for protocol in ('knn', 'logreg', 'finetune'):
+            assert 0 <= state['cells'][f'{name}|{protocol}|10'] <= 100
+        held = {lr: state['cells'][f'{name}|heldout lr {lr:g}|10'] for lr in (1e-4, 1e-3)}
+        assert state['lr'][f'{name}|finetune|10'] == max(held, key=lambda lr: (held[lr], -lr))
+    assert {'raw pixels|knn|10', 'raw pixels|logreg|10'} <= set(state['cells'])
+    assert state['feature'] == {'random init': 'instance', 'zoo': 'instance'}
+    assert not list((tmp_path / 'ft').rglob('*.pth'))  # scores kept, weights removed
+    markdown = reproduce.table_markdown(state)
+    assert markdown.splitlines()[0] == '| | k-NN 10% | logreg 10% | fine-tune 10% |'
+    assert len(markdown.splitlines()) == 5
+    reproduce.main(argv)  # everything is there: nothing is recomputed
+    assert json.loads(out.read_text())['cells'] == state['cells']
+
+
+def test_ablation_plot_reads_curve_files(tmp_path):
+    def curve(path, steps, scores):
+        rows = [dict(name='random init', step=0, feature='instance', instance=dict(knn=50., logreg=60.))]
+        rows += [dict(name=f'run/iter_{s}.pth', step=s, feature='instance', instance=dict(knn=k, logreg=k + 5))
+                 for s, k in zip(steps, scores)]
+        path.write_text(json.dumps(dict(rows=rows)))
+        return str(path)
+
+    ratios = [f'{r}={curve(tmp_path / f"r{r}.json", [156, 312], [55., 60. + 10 * r])}' for r in (0.5, 0.9)]
+    masks = [f'{k}={curve(tmp_path / f"k{k}.json", [156, 312], [55. + k, 62.])}' for k in (1, 5)]
+    out = tmp_path / 'plots' / 'ablations.png'
+    reproduce.main(['plot', '--mask-ratio', *ratios, '--num-masks', *masks, '--out', str(out)])
+    assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    assert reproduce.checkpoint_rows(json.loads((tmp_path / 'k5.json').read_text())['rows'])[-1]['step'] == 312

@@ -7,6 +7,11 @@
         --test-per-class 200 --out work_dirs/byol/curve.json
     python tools/reproduce.py markdown work_dirs/byol/curve.json     # the rows as a markdown table
 
+    # the 1% / 10% table: k-NN, logistic regression and fine-tuning (lr chosen on a held-out
+    # fifth of the labelled set) on the whole test folder, with random init and raw pixels
+    python tools/reproduce.py table --rows "ExtreMA InfoNCE=pretrain/zoo/.../teacher_backbone.pth" \\
+        "MAE=work_dirs/mae/iter_1872.pth" --data-root data/fashion_mnist_full
+
 Data: ``python tools/prepare_fashion_mnist.py --out data/fashion_mnist`` (60,000 train, 10,000 val).
 The labelled set is a class-balanced draw of train/ (``--percent``, ``--seed``); the test set is val/,
 all of it or ``--test-per-class`` images of each class. Measurements: docs/reproduction.md.
@@ -17,6 +22,7 @@ import os
 import os.path as osp
 import re
 import sys
+import time
 from collections import Counter
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -27,15 +33,19 @@ import torch.nn.functional as F  # noqa: E402
 
 import extrema  # noqa: E402,F401  (shims and registration)
 from extrema.data.subsets import LabelledImageFolder  # noqa: E402
+from extrema.engine.launch import build_runner, setup_config  # noqa: E402
 from extrema.evaluation.diagnostics import effective_rank, feature_std  # noqa: E402
 from extrema.evaluation.features import extract_features, knn_predict  # noqa: E402
 from extrema.evaluation.frozen import FrozenEncoder, image_label_batches  # noqa: E402
-from extrema.evaluation.logistic import logistic_regression_eval  # noqa: E402
+from extrema.evaluation.logistic import DEFAULT_LAMBDAS, logistic_regression_eval  # noqa: E402
 from extrema.evaluation.metrics import clipped_topk_accuracy  # noqa: E402
 from extrema.models.data_preprocessor import NormalizeDataPreprocessor  # noqa: E402
 
 FEATURES = ('instance', 'cls', 'mean_tokens', 'concat')
 CURVE_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)
+FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
+                    10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
+PROTOCOLS = ('knn', 'logreg', 'finetune')
 
 
 def labelled_sets(data_root: str, percent: float, test_per_class, seed: int, img_size: int = 32):
@@ -54,8 +64,13 @@ def labelled_sets(data_root: str, percent: float, test_per_class, seed: int, img
 
 
 def encoder_features(encoder: FrozenEncoder, dataset, batch_size: int = 250) -> tuple:
-    """{feature: (N, C)} from one forward per batch, and the labels."""
+    """{feature: (N, C)} from one forward per batch, and the labels. An encoder without
+    class-attention blocks (MAE, MoCo v3) has the mean of its patch tokens only."""
     normalise = NormalizeDataPreprocessor(*encoder.normalisation).to(encoder.device)  # the pretraining's
+    if not has_instance(encoder):
+        tokens, labels = extract_features(lambda images: encoder.embed(normalise.normalize(images), 'mean_tokens'),
+                                          image_label_batches(dataset, batch_size, 0), encoder.device)
+        return dict(mean_tokens=tokens), labels
 
     def embed(images):
         out = encoder.model.forward_features(normalise.normalize(images))
@@ -66,6 +81,16 @@ def encoder_features(encoder: FrozenEncoder, dataset, batch_size: int = 250) -> 
     instance, cls, mean_tokens = stacked.split(encoder.embed_dim, dim=1)
     concat = torch.cat([F.normalize(f, dim=1) for f in (instance, cls, mean_tokens)], dim=1)
     return dict(instance=instance, cls=cls, mean_tokens=mean_tokens, concat=concat), labels
+
+
+def has_instance(encoder: FrozenEncoder) -> bool:
+    return len(getattr(encoder.model, 'blocks_token', ())) > 0
+
+
+def main_feature(encoder: FrozenEncoder) -> str:
+    """The representation a method's frozen protocols use: ExtreMA's instance vector, else
+    the mean patch token."""
+    return 'instance' if has_instance(encoder) else 'mean_tokens'
 
 
 def pixel_features(dataset, batch_size: int = 500) -> tuple:
@@ -86,12 +111,12 @@ def checkpoint_step(path: str) -> int:
     return int(match.group(1)) if match else -1
 
 
-def evaluate_encoder(encoder: FrozenEncoder, train, test, lambdas, seed: int, features=FEATURES) -> dict:
+def evaluate_encoder(encoder: FrozenEncoder, train, test, lambdas, seed: int) -> dict:
     train_f, train_y = encoder_features(encoder, train)
     test_f, test_y = encoder_features(encoder, test)
-    row = dict(feat_std=round(feature_std(test_f['instance']), 4),
-               eff_rank=round(effective_rank(test_f['instance']), 2))
-    for feature in features:
+    main = main_feature(encoder)
+    row = dict(feature=main, feat_std=round(feature_std(test_f[main]), 4), eff_rank=round(effective_rank(test_f[main]), 2))
+    for feature in train_f:
         row[feature] = frozen_scores(train_f[feature], train_y, test_f[feature], test_y, len(train.classes),
                                      lambdas, seed)
     return row
@@ -143,13 +168,193 @@ def markdown(paths) -> str:
             if 'pixels' in row:
                 scores, best = row['pixels'], ''
             else:
-                scores = row['instance']
-                name = max(FEATURES, key=lambda feature: row[feature]['knn'] + row[feature]['logreg'])
+                scores = row[row.get('feature', 'instance')]
+                name = max((f for f in FEATURES if f in row), key=lambda f: row[f]['knn'] + row[f]['logreg'])
                 best = f"{name} ({row[name]['knn']:.2f} / {row[name]['logreg']:.2f})"
             run = osp.basename(osp.dirname(row['name'])) if row['name'].endswith('.pth') else row['name']
             lines.append(f"| {run} | {row['step']} | {scores['knn']:.2f} | {scores['logreg']:.2f} | "
                          f"{row['feat_std']:.4f} | {row['eff_rank']:.1f} | {best} |")
     return '\n'.join(lines)
+
+
+# ------------------------------------------------------------------ the 1% / 10% table
+
+def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir: str) -> float:
+    """Top-1 of the fine-tuning config from ``checkpoint`` (None: random init): trained on the
+    ``fit`` part of the labelled set and scored on its held-out part, or trained on all of it
+    and scored on the whole test folder."""
+    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+    epochs = args.ft_epochs[percent]
+    options = {f'{loader}.dataset.data_root': args.data_root for loader in loaders}
+    options.update({'model.pretrained': checkpoint, 'optim_wrapper.optimizer.lr': lr,
+                    'train_dataloader.dataset.seed': args.seed, 'randomness.seed': args.seed,
+                    'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
+                    'default_hooks.checkpoint.interval': epochs, 'log_level': 'WARNING'})
+    if args.ft_batch:
+        options['train_dataloader.batch_size'] = args.ft_batch
+    if held_out:
+        options.update({'train_dataloader.dataset.holdout': args.holdout,
+                        'train_dataloader.dataset.holdout_part': 'fit',
+                        'val_dataloader.dataset.data_prefix': 'train', 'val_dataloader.dataset.percent': percent,
+                        'val_dataloader.dataset.seed': args.seed, 'val_dataloader.dataset.holdout': args.holdout,
+                        'val_dataloader.dataset.holdout_part': 'heldout'})
+    cfg = setup_config(osp.join(ROOT, FINETUNE_CONFIGS[percent]), work_dir=work_dir, cfg_options=options)
+    runner = build_runner(cfg)
+    runner.train()
+    top1 = float(runner.message_hub.get_scalar('val/accuracy/top1').current())
+    for name in os.listdir(work_dir):  # the scores are the product; the weights would fill the disk
+        if name.endswith('.pth') or name == 'last_checkpoint':
+            os.remove(osp.join(work_dir, name))
+    return round(top1, 2)
+
+
+def table(args) -> dict:
+    """Frozen k-NN and logistic regression and fine-tuning (lr chosen on a held-out part of the
+    labelled set) at each label fraction, on the whole test folder, for every checkpoint,
+    random init (the first checkpoint's architecture) and raw pixels. Resumable: the cells
+    (and rows) already in ``--out`` are kept, so that a later call may add rows or protocols."""
+    torch.set_num_threads(args.threads)
+    rows = dict(row.split('=', 1) for row in args.rows)
+    state = dict(cells={}, lr={}, seconds={})
+    if osp.isfile(args.out):
+        with open(args.out) as f:
+            state = json.load(f)
+    state.update(rows={**state.get('rows', {}), **rows}, settings=dict(seed=args.seed, holdout=args.holdout, ft_lrs=args.ft_lrs,
+                                          ft_epochs=args.ft_epochs, ft_batch=args.ft_batch))
+    cells = state['cells']
+
+    def record(key, value, seconds, lr=None):
+        cells[key] = value
+        state['seconds'][key] = round(seconds, 1)
+        if lr is not None:
+            state['lr'][key] = lr
+        print(f'{key}: {value}', flush=True)
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            json.dump(state, f, indent=1)
+
+    first = next(iter(rows.values()))
+    inits = [('random init', first, True)] + [(name, path, False) for name, path in rows.items()]
+    for percent in args.percent:
+        train, test = labelled_sets(args.data_root, percent, None, args.seed)
+        state[f'num_labelled/{percent:g}'], state['num_test'] = len(train), len(test)
+        if 'knn' in args.protocol or 'logreg' in args.protocol:
+            if f'raw pixels|logreg|{percent:g}' not in cells:
+                start = time.time()
+                train_f, train_y = pixel_features(train)
+                test_f, test_y = pixel_features(test)
+                scores = frozen_scores(train_f, train_y, test_f, test_y, len(train.classes), args.lambd, args.seed)
+                for protocol in ('knn', 'logreg'):
+                    record(f'raw pixels|{protocol}|{percent:g}', scores[protocol], time.time() - start)
+            for name, path, random_init in inits:
+                if f'{name}|logreg|{percent:g}' in cells:
+                    continue
+                start = time.time()
+                encoder = FrozenEncoder(path, random_init=random_init, seed=args.seed)
+                feature = main_feature(encoder)
+                train_f, train_y = encoder_features(encoder, train)
+                test_f, test_y = encoder_features(encoder, test)
+                scores = frozen_scores(train_f[feature], train_y, test_f[feature], test_y, len(train.classes),
+                                       args.lambd, args.seed)
+                state.setdefault('feature', {})[name] = feature
+                for protocol in ('knn', 'logreg'):
+                    record(f'{name}|{protocol}|{percent:g}', scores[protocol], time.time() - start)
+        if 'finetune' not in args.protocol:
+            continue
+        for name, path, random_init in inits:
+            key = f'{name}|finetune|{percent:g}'
+            if key in cells:
+                continue
+            checkpoint = None if random_init else path
+            slug = f'{re.sub(r"[^A-Za-z0-9]+", "-", name)}_{percent:g}pct'
+            held_out = {}
+            for lr in args.ft_lrs:
+                held_key = f'{name}|heldout lr {lr:g}|{percent:g}'
+                if held_key not in cells:
+                    start = time.time()
+                    record(held_key, finetune(args, checkpoint, percent, lr, True,
+                                              osp.join(args.work_dir, f'{slug}_lr{lr:g}_heldout')), time.time() - start)
+                held_out[lr] = cells[held_key]
+            best = max(args.ft_lrs, key=lambda lr: (held_out[lr], -lr))  # ties: the smaller lr
+            start = time.time()
+            record(key, finetune(args, checkpoint, percent, best, False, osp.join(args.work_dir, f'{slug}_test')),
+                   time.time() - start, lr=best)
+    print(table_markdown(state))
+    return state
+
+
+def table_markdown(state: dict) -> str:
+    """The table: rows (random init, the checkpoints, raw pixels) by protocol and fraction."""
+    cells = state['cells']
+    fractions = sorted({float(key.rsplit('|', 1)[1]) for key in cells})
+    columns = [(p, f) for f in fractions for p in PROTOCOLS if any(k.endswith(f'|{p}|{f:g}') for k in cells)]
+    names = ['random init', *state['rows'], 'raw pixels']
+    label = {'knn': 'k-NN', 'logreg': 'logreg', 'finetune': 'fine-tune'}
+    lines = ['| | ' + ' | '.join(f'{label[p]} {f:g}%' for p, f in columns) + ' |',
+             '|---' * (len(columns) + 1) + '|']
+    for name in names:
+        values = []
+        for protocol, fraction in columns:
+            key = f'{name}|{protocol}|{fraction:g}'
+            value = f'{cells[key]:.2f}' if key in cells else '-'
+            if key in state['lr']:
+                value += f' (lr {state["lr"][key]:g})'
+            values.append(value)
+        lines.append(f'| {name} | ' + ' | '.join(values) + ' |')
+    return '\n'.join(lines)
+
+
+def fraction_values(items) -> dict:
+    """['1=100', '10=20'] -> {1: 100, 10: 20}"""
+    pairs = [item.split('=', 1) for item in items]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f'--ft-epochs takes PERCENT=EPOCHS pairs (e.g. 1=100 10=20), got {items}')
+    return {int(percent): int(epochs) for percent, epochs in pairs}
+
+
+# ------------------------------------------------------------------ ablation plots
+
+def labelled_curves(items) -> dict:
+    """['0.5=a.json', ...] -> {'0.5': rows of a.json, ...}"""
+    curves = {}
+    for item in items:
+        label, path = item.split('=', 1)
+        with open(path) as f:
+            curves[label] = json.load(f)['rows']
+    return curves
+
+
+def checkpoint_rows(rows) -> list:
+    return sorted((row for row in rows if row['name'].endswith('.pth')), key=lambda row: row['step'])
+
+
+def plot_ablations(mask_ratio: dict, num_masks: dict, out: str) -> None:
+    """Left: the last checkpoint's 1% k-NN / logistic regression against the mask ratio. Right:
+    both against the step for each number of masks. Random init dotted, from the first curve."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    random = next(row for rows in (*mask_ratio.values(), *num_masks.values()) for row in rows
+                  if row['name'] == 'random init')
+    feature = random.get('feature', 'instance')
+    for protocol, marker in (('knn', 'o'), ('logreg', 's')):
+        ratios = sorted(mask_ratio, key=float)
+        left.plot([float(r) for r in ratios], [checkpoint_rows(mask_ratio[r])[-1][feature][protocol] for r in ratios],
+                  marker=marker, label=protocol)
+        for axis in (left, right):
+            axis.axhline(random[feature][protocol], linestyle=':', color='grey')
+        for count, rows in sorted(num_masks.items(), key=lambda item: int(item[0])):
+            rows = checkpoint_rows(rows)
+            right.plot([row['step'] for row in rows], [row[feature][protocol] for row in rows], marker=marker,
+                       label=f'K={count}, {protocol}')
+    left.set(xlabel='mask ratio (one mask)', ylabel='top-1 at 1% labels (%)', title='mask ratio')
+    right.set(xlabel='pretraining step', title='number of masks (ratio 0.8)')
+    left.legend(), right.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=100)
 
 
 def parse_args(argv=None):
@@ -166,6 +371,26 @@ def parse_args(argv=None):
                    help='skip the random-init and raw-pixel rows')
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--out', help='JSON of the rows; rows already there are kept and not recomputed')
+    t = sub.add_parser('table', help='k-NN / logistic regression / fine-tuning at 1%% and 10%% of every row')
+    t.add_argument('--rows', nargs='+', required=True, metavar='NAME=CHECKPOINT',
+                   help='the pretrained rows; random init takes the first one\'s architecture')
+    t.add_argument('--data-root', default='data/fashion_mnist_full')
+    t.add_argument('--percent', type=int, nargs='+', default=[1, 10], choices=sorted(FINETUNE_CONFIGS))
+    t.add_argument('--protocol', nargs='+', default=list(PROTOCOLS), choices=PROTOCOLS)
+    t.add_argument('--seed', type=int, default=0, help='labelled draw, hold-out draw, fine-tuning seed')
+    t.add_argument('--lambd', type=float, nargs='+', default=list(DEFAULT_LAMBDAS),
+                   help="logistic regression's L2 weights (3-fold cross-validated), frozen_eval.py's by default")
+    t.add_argument('--holdout', type=float, default=0.2, help='fraction of the labelled set that scores the lrs')
+    t.add_argument('--ft-lrs', type=float, nargs='+', default=[1e-3, 4e-3, 1e-2])
+    t.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=20'], metavar='PERCENT=EPOCHS')
+    t.add_argument('--ft-batch', type=int, help="default: the fine-tuning config's")
+    t.add_argument('--threads', type=int, default=1)
+    t.add_argument('--work-dir', default='work_dirs/reproduce_table', help='the fine-tuning runs')
+    t.add_argument('--out', default='work_dirs/reproduce_table/table.json')
+    a = sub.add_parser('plot', help='the mask-ratio and number-of-masks ablation plots from curve JSON files')
+    a.add_argument('--mask-ratio', nargs='+', required=True, metavar='RATIO=CURVE.json')
+    a.add_argument('--num-masks', nargs='+', required=True, metavar='K=CURVE.json')
+    a.add_argument('--out', required=True, help='PNG file')
     m = sub.add_parser('markdown', help='curve JSON files as a markdown table')
     m.add_argument('curves', nargs='+')
     return parser.parse_args(argv)
@@ -175,6 +400,14 @@ def main(argv=None):
     args = parse_args(argv)
     if args.command == 'curve':
         return curve(args)
+    if args.command == 'table':
+        args.ft_epochs = fraction_values(args.ft_epochs)
+        missing = sorted(set(args.percent) - set(args.ft_epochs))
+        if 'finetune' in args.protocol and missing:
+            raise SystemExit(f'--ft-epochs has no entry for {missing}%')
+        return table(args)
+    if args.command == 'plot':
+        return plot_ablations(labelled_curves(args.mask_ratio), labelled_curves(args.num_masks), args.out)
     print(markdown(args.curves))
 
 

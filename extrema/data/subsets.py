@@ -133,6 +133,29 @@ def balanced_subset(samples: Samples, percent: float, seed: int = 0) -> Samples:
     return [samples[i] for i in np.sort(np.concatenate(keep))]
 
 
+HOLDOUT_PARTS = ('fit', 'heldout')
+
+
+def split_holdout(samples: Samples, fraction: float, part: str, seed: int = 0) -> Samples:
+    """One of two disjoint parts of a labelled set: ``heldout`` is ``fraction`` of every class
+    (at least one image), drawn with ``seed``; ``fit`` is the rest. Hyper-parameters chosen
+    on ``heldout`` after training on ``fit`` never see the test set."""
+    if not 0 < fraction < 1:
+        raise ValueError(f'holdout must be in (0, 1), got {fraction}')
+    if part not in HOLDOUT_PARTS:
+        raise ValueError(f'holdout_part must be one of {HOLDOUT_PARTS}, got {part!r}')
+    labels = np.array([label for _, label in samples])
+    rng = np.random.default_rng(seed)
+    heldout = np.zeros(len(samples), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            raise ValueError(f'Class {label} has {len(members)} labelled image(s): too few to hold one out.')
+        heldout[rng.permutation(members)[:max(1, round(len(members) * fraction))]] = True
+    keep = heldout if part == 'heldout' else ~heldout
+    return [sample for sample, kept in zip(samples, keep) if kept]
+
+
 def read_annotation_file(image_root: str, ann_file: str, classes: Sequence[str]) -> Samples:
     """Lines ``<image path relative to image_root> <label index or class name>``."""
     if not osp.isfile(ann_file):
@@ -201,6 +224,8 @@ class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
         data_prefix: 'train', 'val', ... (class folders, or flat images with ``ann_file``).
         split: '1percent' | '10percent' | a split-file path: the listed training images.
         percent / seed: a class-balanced random subset instead of a split file.
+        holdout / holdout_part: keep only the ``'fit'`` or the ``'heldout'`` part of the
+            labelled set (``holdout`` of every class held out), to choose hyper-parameters.
         ann_file: ``<image> <label>`` lines, for a validation folder without class folders.
         allow_missing: use the images of the split that exist instead of failing.
         transform: ``timm.data.create_transform`` arguments; items are uint8 (3, H, W)
@@ -211,7 +236,8 @@ class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
     def __init__(self, data_root: str, data_prefix: str = 'train', split: Optional[str] = None,
                  percent: Optional[float] = None, seed: int = 0, ann_file: Optional[str] = None,
                  allow_missing: bool = False, transform: Optional[dict] = None,
-                 classes_prefix: str = 'train', max_bad_fraction: float = 0.01):
+                 classes_prefix: str = 'train', max_bad_fraction: float = 0.01,
+                 holdout: Optional[float] = None, holdout_part: str = 'fit'):
         if split is not None and percent is not None:
             raise ValueError('Give either split (a split file) or percent (a balanced subset), not both.')
         self.root = osp.join(data_root, data_prefix)
@@ -229,6 +255,8 @@ class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
             samples = relabel_folder(samples, folder_classes, self.classes, self.root)
         if percent is not None:
             samples = balanced_subset(samples, percent, seed)
+        if holdout is not None:
+            samples = split_holdout(samples, holdout, holdout_part, seed)
         self.samples = samples
         self.max_bad_fraction = max_bad_fraction
         self.bad_files  # noqa: B018  (shared flags made here, before any worker forks)
@@ -236,6 +264,8 @@ class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
         self.transform = build_transform(self.transform_cfg)
         counts = np.bincount([label for _, label in samples], minlength=len(self.classes))
         source = source_name(split, self.split_file, percent, seed)
+        if holdout is not None:
+            source += f', {holdout_part} part of a {holdout:g} hold-out'
         if split is not None or percent is not None:
             check_every_class_labelled(counts, self.classes, source, allow_missing)
         if split is not None:
@@ -257,6 +287,6 @@ class LabelledImageFolder(SeededItems, SkipUnreadable, Dataset):
             return dict(inputs=self.transform(image), data_samples=label)
 
 
-__all__ = ['LabelledImageFolder', 'NAMED_SPLITS', 'SPLITS_DIR', 'balanced_subset',
-           'check_every_class_labelled', 'file_md5', 'read_annotation_file', 'read_split_file',
+__all__ = ['HOLDOUT_PARTS', 'LabelledImageFolder', 'NAMED_SPLITS', 'SPLITS_DIR', 'balanced_subset',
+           'check_every_class_labelled', 'file_md5', 'split_holdout', 'read_annotation_file', 'read_split_file',
            'resolve_split_file', 'select_listed_images']
