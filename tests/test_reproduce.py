@@ -122,3 +122,23 @@ def test_ablation_plot_reads_curve_files(tmp_path):
     reproduce.main(['plot', '--mask-ratio', *ratios, '--num-masks', *masks, '--out', str(out)])
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert reproduce.checkpoint_rows(json.loads((tmp_path / 'k5.json').read_text())['rows'])[-1]['step'] == 312
+
+
+def test_mae_peer_config_builds_mmpretrains_mae_and_trains_a_step(fashion_mnist_folder, tmp_path):
+    from extrema.engine.launch import build_runner, setup_config
+    config = os.path.join(ROOT, 'pretrain/configs/mae_vit-tiny-p4_1xb128-4e_fashion-mnist-60k-32px.py')
+    cfg = setup_config(config, work_dir=str(tmp_path), cfg_options={
+        'train_dataloader.dataset.data_root': fashion_mnist_folder, 'train_dataloader.batch_size': 8,
+        'train_dataloader.num_workers': 0, 'train_dataloader.persistent_workers': False,
+        'train_cfg.max_epochs': 1, 'log_level': 'WARNING'})
+    runner = build_runner(cfg)
+    assert type(runner.model).__name__ == 'MAE' and runner.model.backbone.patch_embed.projection.kernel_size == (4, 4)
+    before = runner.model.backbone.layers[0].attn.qkv.weight.clone()
+    runner.train()  # 200 images, batch 8: 25 steps
+    assert runner.iter == 25
+    assert not torch.equal(before, runner.model.backbone.layers[0].attn.qkv.weight)
+    assert torch.isfinite(torch.tensor(runner.message_hub.get_scalar('train/loss').current()))
+    from extrema.evaluation.frozen import FrozenEncoder  # the Runner's file, through the safe loader
+    encoder = FrozenEncoder(str(tmp_path / 'iter_25.pth'))
+    assert reproduce.main_feature(encoder) == 'mean_tokens'
+    assert torch.equal(encoder.model.blocks[0].attn.qkv.weight, runner.model.backbone.layers[0].attn.qkv.weight)
