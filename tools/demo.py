@@ -55,13 +55,13 @@ SETTINGS = {
     # images per class for pretraining (None: all), epochs (None: the config's), ...; `seconds` are the
     # planned stage costs for the ETA (measured on an idle 2-core CPU, see README). Fine-tuning epochs
     # None: the fine-tuning configs' schedules (run to convergence).
-    'default': dict(workers=None, transfer='zoo', pretrain_per_class=800, val_per_class=20, full_per_class=None,
+    'default': dict(workers=None, transfer='zoo', pretrain_per_class=400, val_per_class=20, full_per_class=None,
                     full_val_per_class=None, pretrain_epochs=1, pretrain_batch=128,
                     finetune_fractions=(1,), finetune_epochs={1: None}, finetune_batch={1: None},
                     seg_iters=100, seg_train=600, seg_val=60,
                     inversion_steps=60, locality_crops=48,
-                    seconds=dict(data=60, pretrain=200, frozen=120, finetune=420, segmentation=110,
-                                 analysis=50, report=5)),
+                    seconds=dict(data=15, pretrain=60, frozen=230, finetune=445, segmentation=110,
+                                 analysis=35, report=5)),
     # With a GPU: the zoo entry's whole recipe on all 60,000 images, and the tables from it.
     'gpu': dict(workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
                 full_val_per_class=None, pretrain_epochs=None, pretrain_batch=128,

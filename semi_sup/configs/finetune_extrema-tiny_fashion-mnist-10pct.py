@@ -1,5 +1,5 @@
 # As the 1% config, on 10% of the Fashion-MNIST labels (6,000 images): batch 128, 6 epochs
-# (282 steps).
+# (276 steps).
 _base_ = ['finetune_extrema-tiny_fashion-mnist-1pct.py']
 train_dataloader = dict(batch_size=128, dataset=dict(percent=10))
 warmup_epochs = 1
