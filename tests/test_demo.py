@@ -28,3 +28,39 @@ def test_main_job_quick_writes_a_filled_report(tmp_path):
     written = checkpoint.stat().st_mtime_ns
     demo.main(['--quick', '--out', str(out)])
     assert checkpoint.stat().st_mtime_ns == written
+
+
+def test_gpu_setting_adds_the_whole_reproduction_to_the_report(tmp_path, monkeypatch):
+    """The GPU setting's extra stage calls `reproduce.py all` on the demo's data and puts its
+    summary in the report (the reproduction itself: tests/test_reproduce.py)."""
+    calls = []
+
+    class FakeReproduce:
+        @staticmethod
+        def main(argv):
+            calls.append(argv)
+            work_dir = argv[argv.index('--work-dir') + 1]
+            os.makedirs(work_dir)
+            with open(os.path.join(work_dir, 'reproduction.md'), 'w') as f:
+                f.write('# The small-scale reproduction\n\n## Ablations\n\n![ablations](ablations.png)\n')
+
+    out = tmp_path / 'demo'
+    real_load_tool = demo.load_tool
+    monkeypatch.setattr(demo, 'load_tool', lambda path: FakeReproduce if path == 'tools/reproduce.py'
+                        else real_load_tool(path))
+    settings = dict(demo.SETTINGS['quick'], reproduction=demo.SETTINGS['gpu']['reproduction'])
+    runner = demo.Demo(str(out), str(tmp_path / 'data'), settings, fresh=True)
+    runner.run({'reproduction'})
+    assert calls == [['all', '--data-root', runner.full_root, '--work-dir', str(out / 'reproduction'),
+                      *demo.SETTINGS['gpu']['reproduction']]]
+    assert runner.state['reproduction'] == dict(report=os.path.join('reproduction', 'reproduction.md'))
+    state = dict(runner.state, data=dict(pretrain_images=1, labelled_pool=1, test_images=1),
+                 pretrain=dict(iters=1, final_loss=0., loss_type='infonce', proj_dim=128))
+    demo.write_report(str(out), state, settings)
+    report = (out / 'report.md').read_text()
+    assert '## The whole small-scale reproduction ([reproduction/reproduction.md]' in report
+    assert '### Ablations' in report and '![ablations](reproduction/ablations.png)' in report
+    # without a GPU the stage is skipped
+    cpu = demo.Demo(str(tmp_path / 'cpu'), str(tmp_path / 'data'), demo.SETTINGS['quick'], fresh=True)
+    cpu.run({'reproduction'})
+    assert 'reproduction' not in cpu.state and len(calls) == 1

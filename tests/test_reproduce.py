@@ -142,3 +142,38 @@ def test_mae_peer_config_builds_mmpretrains_mae_and_trains_a_step(fashion_mnist_
     encoder = FrozenEncoder(str(tmp_path / 'iter_25.pth'))
     assert reproduce.main_feature(encoder) == 'mean_tokens'
     assert torch.equal(encoder.model.blocks[0].attn.qkv.weight, runner.model.backbone.layers[0].attn.qkv.weight)
+
+
+def test_whole_reproduction_smallest_setting(fashion_mnist_folder, tmp_path):
+    """`all`: the three pretraining runs, five ablation runs, their curves and plot, the table
+    from the runs' last checkpoints and two seeds of both segmentation protocols, each a few
+    steps long."""
+    work = tmp_path / 'reproduction'
+    argv = ['all', '--data-root', fashion_mnist_folder, '--work-dir', str(work), '--percent', '10',
+            '--protocol', 'knn', 'logreg', '--lambd', '0.001', '--curve-lambd', '0.001', '--test-per-class', '4',
+            '--pretrain-batch', '50', '--pretrain-epochs', '1', '--workers', '0',
+            '--seg-images', '8', '4', '--seg-iters', '2', '--seg-seeds', '0', '1']
+    reproduce.main(argv)
+    state = json.loads((work / 'reproduction.json').read_text())
+    for name in reproduce.PRETRAIN_ROWS:  # 200 images, batch 50: 4 steps
+        assert [os.path.basename(p) for p in state[f'pretrain {name}']['result']] == ['iter_4.pth']
+    assert state['pretrain ExtreMA BYOL']['result'][0].endswith(os.path.join('extrema-byol', 'iter_4.pth'))
+    cells = state['table']['result']['cells']
+    assert {f'{name}|{p}|10' for name in ['random init', *reproduce.PRETRAIN_ROWS, 'raw pixels']
+            for p in ('knn', 'logreg')} == set(cells)
+    assert state['table']['result']['feature'] == {'random init': 'instance', 'ExtreMA BYOL': 'instance',
+                                                   'ExtreMA InfoNCE': 'instance', 'MAE': 'mean_tokens'}
+    seg = state['segmentation']
+    assert set(seg['runs']) == {f'{protocol}|{init}|{seed}' for protocol in ('fine-tuned', 'frozen trunk')
+                                for init in ('pretrained', 'random init') for seed in (0, 1)}
+    assert all(0 <= v <= 100 for v in seg['runs'].values()) and seg['frozen trunk|pretrained']['std'] is not None
+    assert seg['checkpoint'] == state['pretrain ExtreMA InfoNCE']['result'][-1]
+    assert (work / 'ablations.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    curve = json.loads((work / 'ablation_mask-0.5' / 'curve.json').read_text())
+    assert [row['name'] for row in curve['rows']][:2] == ['raw pixels', 'random init']
+    report = (work / 'reproduction.md').read_text()
+    assert '| MAE |' in report and '| frozen trunk | random init |' in report and 'ablations.png' in report
+    assert not list((work / 'segmentation').rglob('*.pth'))
+    stamps = {p: p.stat().st_mtime_ns for p in work.rglob('iter_4.pth')}
+    reproduce.main(argv)  # finished stages are kept, not rerun
+    assert {p: p.stat().st_mtime_ns for p in work.rglob('iter_4.pth')} == stamps

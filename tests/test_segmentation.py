@@ -152,3 +152,22 @@ def test_out_of_range_label_file_is_named(fashion_ade, tmp_path):
     assert runner.iter == 0
     assert not torch.isnan(next(runner.model.parameters())).any()
     assert os.listdir(str(tmp_path / 'work'))  # the run started (logs) and stopped at the first batch
+
+
+def test_frozen_trunk_config_trains_the_neck_and_heads_only(fashion_ade, tmp_path):
+    config = osp.join(ROOT, 'mmseg_configs', 'upernet_extrema-tiny-p4_1xb8-frozen-500it_fashion-ade-48x48.py')
+    zoo = osp.join(ROOT, 'pretrain', 'zoo', 'extrema_vit-tiny-p4_mask08x5_fashion-mnist-60k-32px',
+                   'teacher_backbone.pth')
+    runner = build_runner(setup_config(config, str(tmp_path), cfg_options=tiny_options(
+        fashion_ade, **{'model.pretrained': zoo, 'default_hooks.checkpoint.interval': 100})))
+    runner.model.init_weights()
+    before = {name: p.detach().clone() for name, p in runner.model.named_parameters()}
+    runner.train()
+    after = dict(runner.model.named_parameters())
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert not {name for name in changed if name.startswith('backbone.')}
+    assert any(name.startswith('decode_head.') for name in changed)
+    assert any(name.startswith('neck.') for name in changed)
+    from extrema.checkpoint import encoder_state_dict, load_file  # the frozen trunk is the loaded one
+    stored = encoder_state_dict(load_file(zoo))['blocks.0.attn.qkv.weight']
+    assert torch.equal(after['backbone.blocks.0.attn.qkv.weight'].detach(), stored.float())

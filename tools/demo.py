@@ -12,6 +12,8 @@ Stages (each resumable: a finished stage is reused unless --fresh):
     finetune      end-to-end fine-tuning at 1% / 10% labels (semi_sup/configs/finetune_extrema-tiny_...)
     segmentation  UperNet + ExtreMAViT on Fashion-ADE (mmseg_configs/upernet_extrema-tiny-...)
     analysis      attention maps, feature inversion, locality probe (tools/analysis/)
+    reproduction  with a GPU only: the whole small-scale reproduction (tools/reproduce.py all: the BYOL,
+                  InfoNCE and MAE runs, their curves, the ablations, the 1% / 10% table, six segmentation seeds)
     report        report.md with the tables and pictures
 Every transfer runs twice: from the transfer checkpoint and from a random initialisation of the same
 architecture. On a CPU the transfer checkpoint is the model zoo entry (pretrain/zoo/, pretrained
@@ -45,7 +47,7 @@ PRETRAIN_CONFIG = ZOO_ENTRY + '/config.py'
 FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
                     10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
 SEG_CONFIG = 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-500it_fashion-ade-48x48.py'
-STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'report')
+STAGES = ('data', 'pretrain', 'frozen', 'finetune', 'segmentation', 'analysis', 'reproduction', 'report')
 TRANSFER_STAGES = ('frozen', 'finetune', 'segmentation', 'analysis')
 INITS = ('pretrained', 'random')
 LOSS_TITLES = {'byol': 'BYOL', 'infonce': 'InfoNCE'}
@@ -62,14 +64,15 @@ SETTINGS = {
                     inversion_steps=60, locality_crops=48,
                     seconds=dict(data=15, pretrain=60, frozen=230, finetune=445, segmentation=110,
                                  analysis=35, report=5)),
-    # With a GPU: the zoo entry's whole recipe on all 60,000 images, and the tables from it.
-    'gpu': dict(workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
+    # With a GPU: the zoo entry's whole recipe on all 60,000 images, the tables from it, and the whole
+    # small-scale reproduction with fine-tuning schedules long enough to converge at 10% labels too.
+    'gpu': dict(reproduction=['--ft-epochs', '1=100', '10=50', '--threads', '8'], workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
                 full_val_per_class=None, pretrain_epochs=None, pretrain_batch=128,
                 finetune_fractions=FRACTIONS, finetune_epochs={1: None, 10: None}, finetune_batch={1: None, 10: None},
                 seg_iters=500, seg_train=600, seg_val=60,
                 inversion_steps=200, locality_crops=48,
                 seconds=dict(data=60, pretrain=600, frozen=30, finetune=120, segmentation=60,
-                             analysis=20, report=5)),
+                             analysis=20, reproduction=3600, report=5)),
     'quick': dict(workers=0, transfer='zoo', frozen_lambd=0.0025, pretrain_per_class=12, val_per_class=6, full_per_class=100,
                   full_val_per_class=5, pretrain_epochs=2, pretrain_batch=24, finetune_fractions=FRACTIONS, finetune_epochs={1: 2, 10: 2},
                   finetune_batch={1: 4, 10: 20},
@@ -213,7 +216,8 @@ class Demo:
     def run(self, stages):
         for index, stage in enumerate(STAGES, 1):
             reused = stage in self.state and stage != 'report'
-            status = 'reused' if reused else 'running' if stage in stages else 'skipped'
+            wanted = stage in stages and (stage != 'reproduction' or self.s.get('reproduction') is not None)
+            status = 'reused' if reused else 'running' if wanted else 'skipped'
             self.progress.begin(stage, index, status)
             if status == 'running':
                 self.state[stage] = getattr(self, f'stage_{stage}')()
@@ -328,6 +332,12 @@ class Demo:
         if osp.exists(locality):
             pictures['locality_spearman'] = json.load(open(locality))['spearman_similarity_vs_iou']
         return pictures
+
+    def stage_reproduction(self):
+        work_dir = osp.join(self.out, 'reproduction')
+        load_tool('tools/reproduce.py').main(['all', '--data-root', self.full_root, '--work-dir', work_dir]
+                                             + self.s['reproduction'])
+        return dict(report=osp.join('reproduction', 'reproduction.md'))
 
     def stage_report(self):
         write_plots(self.out, self.state)
@@ -471,6 +481,13 @@ def write_report(out: str, state: dict, settings: dict) -> None:
     if analysis.get('locality_spearman') is not None:
         lines += [f'Locality probe: Spearman correlation of feature similarity with box IoU '
                   f'{analysis["locality_spearman"]:.3f}.', '']
+    if state.get('reproduction'):  # the GPU setting: its own pretraining runs, named in its tables
+        path = state['reproduction']['report']
+        with open(osp.join(out, path)) as f:
+            body = f.read().splitlines()[1:]
+        lines += [f'## The whole small-scale reproduction ([{path}]({path}))', '',
+                  *(('#' + line if line.startswith('#') else line.replace('](', '](reproduction/'))
+                    for line in body)]
     with open(osp.join(out, 'report.md'), 'w') as f:
         f.write('\n'.join(lines))
 

@@ -12,15 +12,22 @@
     python tools/reproduce.py table --rows "ExtreMA InfoNCE=pretrain/zoo/.../teacher_backbone.pth" \\
         "MAE=work_dirs/mae/iter_1872.pth" --data-root data/fashion_mnist_full
 
+    # everything at once (the GPU setting of tools/demo.py): the BYOL, InfoNCE and MAE pretraining
+    # runs, their learning curves, the mask-ratio / number-of-masks ablations and their plot, the
+    # table, and the segmentation seeds from the InfoNCE run against random init
+    python tools/reproduce.py all --data-root data/fashion_mnist --work-dir work_dirs/reproduction
+
 Data: ``python tools/prepare_fashion_mnist.py --out data/fashion_mnist`` (60,000 train, 10,000 val).
 The labelled set is a class-balanced draw of train/ (``--percent``, ``--seed``); the test set is val/,
 all of it or ``--test-per-class`` images of each class. Measurements: docs/reproduction.md.
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -32,6 +39,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import extrema  # noqa: E402,F401  (shims and registration)
+from extrema.data.fashion_ade import generate_fashion_ade  # noqa: E402
 from extrema.data.subsets import LabelledImageFolder  # noqa: E402
 from extrema.engine.launch import build_runner, setup_config  # noqa: E402
 from extrema.evaluation.diagnostics import effective_rank, feature_std  # noqa: E402
@@ -46,6 +54,19 @@ CURVE_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)
 FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
                     10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
 PROTOCOLS = ('knn', 'logreg', 'finetune')
+# The whole reproduction (``all``): the table's pretrained rows and their configs, the ablation runs
+# (mask ratio, number of masks) of the 1-epoch InfoNCE config, the segmentation schedule.
+PRETRAIN_ROWS = {
+    'ExtreMA BYOL': 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-byol-pred10x-4e_fashion-mnist-60k-32px.py',
+    'ExtreMA InfoNCE': 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-infonce-4e_fashion-mnist-60k-32px.py',
+    'MAE': 'pretrain/configs/mae_vit-tiny-p4_1xb128-4e_fashion-mnist-60k-32px.py',
+}
+ABLATION_CONFIG = 'pretrain/configs/extrema_vit-tiny-p4_mask08x5_1xb128-infonce-1e_fashion-mnist-60k-32px.py'
+ABLATIONS = {'mask 0.5': (0.5, 1), 'mask 0.75': (0.75, 1), 'mask 0.8': (0.8, 1), 'mask 0.9': (0.9, 1),
+             'mask 0.8, K 5': (0.8, 5)}
+SEG_CONFIGS = {'fine-tuned': 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-2000it_fashion-ade-48x48.py',
+               'frozen trunk': 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-frozen-500it_fashion-ade-48x48.py'}
+SEG_ROW = 'ExtreMA InfoNCE'
 
 
 def labelled_sets(data_root: str, percent: float, test_per_class, seed: int, img_size: int = 32):
@@ -202,10 +223,15 @@ def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir
     runner = build_runner(cfg)
     runner.train()
     top1 = float(runner.message_hub.get_scalar('val/accuracy/top1').current())
-    for name in os.listdir(work_dir):  # the scores are the product; the weights would fill the disk
+    remove_weights(work_dir)
+    return round(top1, 2)
+
+
+def remove_weights(work_dir: str) -> None:
+    """The scores of a transfer run are its product; its weights would fill the disk."""
+    for name in os.listdir(work_dir):
         if name.endswith('.pth') or name == 'last_checkpoint':
             os.remove(osp.join(work_dir, name))
-    return round(top1, 2)
 
 
 def table(args) -> dict:
@@ -357,6 +383,142 @@ def plot_ablations(mask_ratio: dict, num_masks: dict, out: str) -> None:
     fig.savefig(out, dpi=100)
 
 
+# ------------------------------------------------------------------ the whole reproduction
+
+def pretrain(config: str, work_dir: str, args, options: dict = None, epochs: int = None) -> list:
+    """Train a pretraining config on ``args.data_root`` (resuming an interrupted run, skipping a
+    finished one) for ``epochs`` (default: the config's); returns its checkpoints in step order."""
+    finished = osp.join(work_dir, 'finished')
+    if not osp.isfile(finished):
+        options = {'train_dataloader.dataset.data_root': args.data_root, 'log_level': 'WARNING', **(options or {})}
+        if args.pretrain_batch:
+            options['train_dataloader.batch_size'] = args.pretrain_batch
+        if epochs:
+            options['train_cfg.max_epochs'] = epochs
+        if args.workers is not None:
+            options.update({'train_dataloader.num_workers': args.workers,
+                            'train_dataloader.persistent_workers': args.workers > 0})
+        cfg = setup_config(osp.join(ROOT, config), work_dir=work_dir, resume=True, cfg_options=options)
+        build_runner(cfg).train()
+        open(finished, 'w').close()
+    return sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')), key=checkpoint_step)
+
+
+def learning_curve(checkpoints, out: str, references: bool, args) -> list:
+    """Frozen scores of every checkpoint at the smallest label fraction."""
+    return curve(argparse.Namespace(checkpoints=checkpoints, data_root=args.data_root, percent=float(min(args.percent)),
+                                    test_per_class=args.test_per_class, seed=args.seed, lambd=args.curve_lambd,
+                                    references=references, threads=args.threads, out=out))
+
+
+def segmentation(checkpoint: str, args, state: dict, save) -> dict:
+    """Last-validation mIoU of the tiny UperNet, fine-tuned and on a frozen trunk, from
+    ``checkpoint`` and from random init for every seed, and their mean and sample std; runs
+    already in ``state`` are kept."""
+    root = args.seg_data_root or osp.join(args.work_dir, 'fashion_ade')
+    if not args.seg_data_root:
+        generate_fashion_ade(root, train_images=args.seg_images[0], val_images=args.seg_images[1])
+    runs = state.setdefault('runs', {})
+    cases = [(protocol, init, pretrained, seed) for protocol in SEG_CONFIGS for seed in args.seg_seeds
+             for init, pretrained in (('pretrained', checkpoint), ('random init', None))]
+    for protocol, init, pretrained, seed in cases:
+        key = f'{protocol}|{init}|{seed}'
+        if key in runs:
+            continue
+        options = {f'{loader}.dataset.data_root': root
+                   for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+        options.update({'model.pretrained': pretrained, 'randomness.seed': seed, 'log_level': 'WARNING'})
+        if args.seg_iters:  # the poly decay follows the loop (setup_config)
+            options.update({'train_cfg.max_iters': args.seg_iters, 'train_cfg.val_interval': args.seg_iters,
+                            'default_hooks.checkpoint.interval': args.seg_iters})
+        if args.workers is not None:
+            options.update({'train_dataloader.num_workers': args.workers,
+                            'train_dataloader.persistent_workers': args.workers > 0})
+        work_dir = osp.join(args.work_dir, 'segmentation', f'{protocol.split()[0]}_{init.split()[0]}_seed{seed}')
+        runner = build_runner(setup_config(osp.join(ROOT, SEG_CONFIGS[protocol]), work_dir=work_dir,
+                                           cfg_options=options))
+        runner.train()
+        runs[key] = round(float(runner.message_hub.get_scalar('val/mIoU').current()), 2)
+        remove_weights(work_dir)
+        save()
+    for protocol in SEG_CONFIGS:
+        for init in ('pretrained', 'random init'):
+            scores = [runs[f'{protocol}|{init}|{seed}'] for seed in args.seg_seeds]
+            state[f'{protocol}|{init}'] = dict(mean=round(statistics.mean(scores), 2), seeds=args.seg_seeds,
+                                               std=round(statistics.stdev(scores), 2) if len(scores) > 1 else None)
+    state['checkpoint'] = checkpoint
+    return state
+
+
+def reproduce_all(args) -> dict:
+    """Pretraining runs, learning curves, ablations and their plot, the table and the segmentation
+    seeds, into ``args.work_dir``; resumable stage by stage (reproduction.json), and summed up in
+    reproduction.md."""
+    if not osp.isdir(osp.join(args.data_root, 'train')):
+        raise SystemExit(f'{args.data_root}/train does not exist: make the data with '
+                         f'python tools/prepare_fashion_mnist.py --out {args.data_root}')
+    torch.set_num_threads(args.threads)
+    path = osp.join(args.work_dir, 'reproduction.json')
+    state = json.load(open(path)) if osp.isfile(path) else {}
+
+    def save():
+        os.makedirs(args.work_dir, exist_ok=True)
+        with open(path + '.tmp', 'w') as f:
+            json.dump(state, f, indent=1)
+        os.replace(path + '.tmp', path)
+
+    def timed(stage, run):
+        if stage not in state:
+            start = time.time()
+            state[stage] = dict(result=run(), seconds=round(time.time() - start, 1))
+            save()
+        return state[stage]['result']
+
+    final, curves = {}, {}
+    for index, (name, config) in enumerate(PRETRAIN_ROWS.items()):
+        slug = re.sub(r'[^A-Za-z0-9]+', '-', name).lower()
+        work_dir = osp.join(args.work_dir, slug)
+        checkpoints = timed(f'pretrain {name}', lambda: pretrain(config, work_dir, args, epochs=args.pretrain_epochs))
+        final[name] = checkpoints[-1]
+        curves[name] = osp.join(args.work_dir, slug, 'curve.json')
+        timed(f'curve {name}', lambda: learning_curve(checkpoints, curves[name], index == 0, args))
+    ablation_curves = {}
+    for index, (name, (ratio, masks)) in enumerate(ABLATIONS.items()):
+        slug = 'ablation_' + re.sub(r'[^A-Za-z0-9.]+', '-', name)
+        checkpoints = timed(f'pretrain {name}', lambda: pretrain(
+            ABLATION_CONFIG, osp.join(args.work_dir, slug), args,
+            {'model.mask_ratio': ratio, 'model.num_masks': masks}))
+        ablation_curves[name] = osp.join(args.work_dir, slug, 'curve.json')
+        timed(f'curve {name}', lambda: learning_curve(checkpoints, ablation_curves[name], index == 0, args))
+    plot = osp.join(args.work_dir, 'ablations.png')
+    timed('ablation plot', lambda: plot_ablations(
+        labelled_curves([f'{ratio:g}={ablation_curves[n]}' for n, (ratio, masks) in ABLATIONS.items() if masks == 1]),
+        labelled_curves([f'{masks}={ablation_curves[n]}' for n, (ratio, masks) in ABLATIONS.items() if ratio == 0.8]),
+        plot))
+    table_args = argparse.Namespace(**{**vars(args), 'rows': [f'{n}={c}' for n, c in final.items()],
+                                       'work_dir': osp.join(args.work_dir, 'table'),
+                                       'out': osp.join(args.work_dir, 'table', 'table.json')})
+    table_state = timed('table', lambda: table(table_args))
+    seg_state = state.setdefault('segmentation', {})
+    segmentation(final[SEG_ROW], args, seg_state, save)
+    save()
+    lines = ['# The small-scale reproduction', '',
+             f'Data: `{args.data_root}`; seed {args.seed}; stage seconds in reproduction.json.', '',
+             '## The 1% / 10% table (top-1 %, the whole test folder)', '', table_markdown(table_state), '',
+             f'## Learning curves ({min(args.percent)}% labels)', '', markdown(curves.values()), '',
+             '## Ablations', '', markdown(ablation_curves.values()), '', '![ablations](ablations.png)', '',
+             f'## Segmentation (mIoU %, {SEG_ROW} against random init, seeds {args.seg_seeds})', '',
+             '| trunk | backbone | mean | std |', '|---|---|---|---|']
+    for protocol in SEG_CONFIGS:
+        for init in ('pretrained', 'random init'):
+            cell = seg_state[f'{protocol}|{init}']
+            std = '-' if cell['std'] is None else f'{cell["std"]:.2f}'
+            lines.append(f'| {protocol} | {init} | {cell["mean"]:.2f} | {std} |')
+    with open(osp.join(args.work_dir, 'reproduction.md'), 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return state
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
@@ -371,22 +533,37 @@ def parse_args(argv=None):
                    help='skip the random-init and raw-pixel rows')
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--out', help='JSON of the rows; rows already there are kept and not recomputed')
-    t = sub.add_parser('table', help='k-NN / logistic regression / fine-tuning at 1%% and 10%% of every row')
+    common = argparse.ArgumentParser(add_help=False)  # the table's options, also those of `all`
+    common.add_argument('--percent', type=int, nargs='+', default=[1, 10], choices=sorted(FINETUNE_CONFIGS))
+    common.add_argument('--protocol', nargs='+', default=list(PROTOCOLS), choices=PROTOCOLS)
+    common.add_argument('--seed', type=int, default=0, help='labelled draw, hold-out draw, fine-tuning seed')
+    common.add_argument('--lambd', type=float, nargs='+', default=list(DEFAULT_LAMBDAS),
+                        help="logistic regression's L2 weights (3-fold cross-validated), frozen_eval.py's by default")
+    common.add_argument('--holdout', type=float, default=0.2, help='fraction of the labelled set that scores the lrs')
+    common.add_argument('--ft-lrs', type=float, nargs='+', default=[1e-3, 4e-3, 1e-2])
+    common.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=20'], metavar='PERCENT=EPOCHS')
+    common.add_argument('--ft-batch', type=int, help="default: the fine-tuning config's")
+    common.add_argument('--threads', type=int, default=1)
+    t = sub.add_parser('table', parents=[common],
+                       help='k-NN / logistic regression / fine-tuning at 1%% and 10%% of every row')
     t.add_argument('--rows', nargs='+', required=True, metavar='NAME=CHECKPOINT',
                    help='the pretrained rows; random init takes the first one\'s architecture')
     t.add_argument('--data-root', default='data/fashion_mnist_full')
-    t.add_argument('--percent', type=int, nargs='+', default=[1, 10], choices=sorted(FINETUNE_CONFIGS))
-    t.add_argument('--protocol', nargs='+', default=list(PROTOCOLS), choices=PROTOCOLS)
-    t.add_argument('--seed', type=int, default=0, help='labelled draw, hold-out draw, fine-tuning seed')
-    t.add_argument('--lambd', type=float, nargs='+', default=list(DEFAULT_LAMBDAS),
-                   help="logistic regression's L2 weights (3-fold cross-validated), frozen_eval.py's by default")
-    t.add_argument('--holdout', type=float, default=0.2, help='fraction of the labelled set that scores the lrs')
-    t.add_argument('--ft-lrs', type=float, nargs='+', default=[1e-3, 4e-3, 1e-2])
-    t.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=20'], metavar='PERCENT=EPOCHS')
-    t.add_argument('--ft-batch', type=int, help="default: the fine-tuning config's")
-    t.add_argument('--threads', type=int, default=1)
     t.add_argument('--work-dir', default='work_dirs/reproduce_table', help='the fine-tuning runs')
     t.add_argument('--out', default='work_dirs/reproduce_table/table.json')
+    r = sub.add_parser('all', parents=[common], help='pretraining runs, curves, ablations, table, segmentation')
+    r.add_argument('--data-root', default='data/fashion_mnist', help='pretraining (train/), labels and test (val/)')
+    r.add_argument('--work-dir', default='work_dirs/reproduction')
+    r.add_argument('--test-per-class', type=int, default=200, help='test images per class of the learning curves')
+    r.add_argument('--curve-lambd', type=float, nargs='+', default=list(CURVE_LAMBDAS))
+    r.add_argument('--pretrain-batch', type=int, help="default: the pretraining configs'")
+    r.add_argument('--pretrain-epochs', type=int, help="the BYOL, InfoNCE and MAE runs' (default: the configs')")
+    r.add_argument('--workers', type=int, help="data loader workers (default: the configs')")
+    r.add_argument('--seg-data-root', help='Fashion-ADE (default: made under the work dir)')
+    r.add_argument('--seg-images', type=int, nargs=2, default=[600, 300], metavar=('TRAIN', 'VAL'),
+                   help='Fashion-ADE scenes to make when --seg-data-root is not given')
+    r.add_argument('--seg-iters', type=int, help="of both segmentation protocols (default: the configs')")
+    r.add_argument('--seg-seeds', type=int, nargs='+', default=list(range(6)))
     a = sub.add_parser('plot', help='the mask-ratio and number-of-masks ablation plots from curve JSON files')
     a.add_argument('--mask-ratio', nargs='+', required=True, metavar='RATIO=CURVE.json')
     a.add_argument('--num-masks', nargs='+', required=True, metavar='K=CURVE.json')
@@ -400,12 +577,12 @@ def main(argv=None):
     args = parse_args(argv)
     if args.command == 'curve':
         return curve(args)
-    if args.command == 'table':
+    if args.command in ('table', 'all'):
         args.ft_epochs = fraction_values(args.ft_epochs)
         missing = sorted(set(args.percent) - set(args.ft_epochs))
         if 'finetune' in args.protocol and missing:
             raise SystemExit(f'--ft-epochs has no entry for {missing}%')
-        return table(args)
+        return table(args) if args.command == 'table' else reproduce_all(args)
     if args.command == 'plot':
         return plot_ablations(labelled_curves(args.mask_ratio), labelled_curves(args.num_masks), args.out)
     print(markdown(args.curves))
