@@ -66,7 +66,8 @@ SETTINGS = {
                                  analysis=35, report=5)),
     # With a GPU: the zoo entry's whole recipe on all 60,000 images, the tables from it, and the whole
     # small-scale reproduction with fine-tuning schedules long enough to converge at 10% labels too.
-    'gpu': dict(reproduction=['--ft-epochs', '1=100', '10=50', '--threads', '8'], workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
+    'gpu': dict(workers=None, transfer='pretrained', pretrain_per_class=None, val_per_class=20, full_per_class=None,
+                reproduction=['--ft-epochs', '1=100', '10=50', '--threads', '8'],
                 full_val_per_class=None, pretrain_epochs=None, pretrain_batch=128,
                 finetune_fractions=FRACTIONS, finetune_epochs={1: None, 10: None}, finetune_batch={1: None, 10: None},
                 seg_iters=500, seg_train=600, seg_val=60,

@@ -395,13 +395,18 @@ def pretrain(config: str, work_dir: str, args, options: dict = None, epochs: int
             options['train_dataloader.batch_size'] = args.pretrain_batch
         if epochs:
             options['train_cfg.max_epochs'] = epochs
-        if args.workers is not None:
-            options.update({'train_dataloader.num_workers': args.workers,
-                            'train_dataloader.persistent_workers': args.workers > 0})
+        options.update(worker_options(args))
         cfg = setup_config(osp.join(ROOT, config), work_dir=work_dir, resume=True, cfg_options=options)
         build_runner(cfg).train()
         open(finished, 'w').close()
     return sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')), key=checkpoint_step)
+
+
+def worker_options(args) -> dict:
+    """``--workers`` for a training loader (none: the config's)."""
+    if args.workers is None:
+        return {}
+    return {'train_dataloader.num_workers': args.workers, 'train_dataloader.persistent_workers': args.workers > 0}
 
 
 def learning_curve(checkpoints, out: str, references: bool, args) -> list:
@@ -431,9 +436,7 @@ def segmentation(checkpoint: str, args, state: dict, save) -> dict:
         if args.seg_iters:  # the poly decay follows the loop (setup_config)
             options.update({'train_cfg.max_iters': args.seg_iters, 'train_cfg.val_interval': args.seg_iters,
                             'default_hooks.checkpoint.interval': args.seg_iters})
-        if args.workers is not None:
-            options.update({'train_dataloader.num_workers': args.workers,
-                            'train_dataloader.persistent_workers': args.workers > 0})
+        options.update(worker_options(args))
         work_dir = osp.join(args.work_dir, 'segmentation', f'{protocol.split()[0]}_{init.split()[0]}_seed{seed}')
         runner = build_runner(setup_config(osp.join(ROOT, SEG_CONFIGS[protocol]), work_dir=work_dir,
                                            cfg_options=options))
@@ -498,7 +501,9 @@ def reproduce_all(args) -> dict:
     table_args = argparse.Namespace(**{**vars(args), 'rows': [f'{n}={c}' for n, c in final.items()],
                                        'work_dir': osp.join(args.work_dir, 'table'),
                                        'out': osp.join(args.work_dir, 'table', 'table.json')})
-    table_state = timed('table', lambda: table(table_args))
+    timed('table', lambda: table(table_args) and table_args.out)
+    with open(table_args.out) as f:
+        table_state = json.load(f)
     seg_state = state.setdefault('segmentation', {})
     segmentation(final[SEG_ROW], args, seg_state, save)
     save()
