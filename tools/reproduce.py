@@ -210,7 +210,7 @@ def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir
     options.update({'model.pretrained': checkpoint, 'optim_wrapper.optimizer.lr': lr,
                     'train_dataloader.dataset.seed': args.seed, 'randomness.seed': args.seed,
                     'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
-                    'default_hooks.checkpoint.interval': epochs, 'log_level': 'WARNING'})
+                    'default_hooks.checkpoint': None, 'log_level': 'WARNING'})  # the score is the product
     if args.ft_batch:
         options['train_dataloader.batch_size'] = args.ft_batch
     if held_out:
@@ -222,16 +222,7 @@ def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir
     cfg = setup_config(osp.join(ROOT, FINETUNE_CONFIGS[percent]), work_dir=work_dir, cfg_options=options)
     runner = build_runner(cfg)
     runner.train()
-    top1 = float(runner.message_hub.get_scalar('val/accuracy/top1').current())
-    remove_weights(work_dir)
-    return round(top1, 2)
-
-
-def remove_weights(work_dir: str) -> None:
-    """The scores of a transfer run are its product; its weights would fill the disk."""
-    for name in os.listdir(work_dir):
-        if name.endswith('.pth') or name == 'last_checkpoint':
-            os.remove(osp.join(work_dir, name))
+    return round(float(runner.message_hub.get_scalar('val/accuracy/top1').current()), 2)
 
 
 def table(args) -> dict:
@@ -432,17 +423,17 @@ def segmentation(checkpoint: str, args, state: dict, save) -> dict:
             continue
         options = {f'{loader}.dataset.data_root': root
                    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
-        options.update({'model.pretrained': pretrained, 'randomness.seed': seed, 'log_level': 'WARNING'})
+        # The score is the run's product, kept in ``state``; no weights are written.
+        options.update({'model.pretrained': pretrained, 'randomness.seed': seed, 'log_level': 'WARNING',
+                        'default_hooks.checkpoint': None})
         if args.seg_iters:  # the poly decay follows the loop (setup_config)
-            options.update({'train_cfg.max_iters': args.seg_iters, 'train_cfg.val_interval': args.seg_iters,
-                            'default_hooks.checkpoint.interval': args.seg_iters})
+            options.update({'train_cfg.max_iters': args.seg_iters, 'train_cfg.val_interval': args.seg_iters})
         options.update(worker_options(args))
         work_dir = osp.join(args.work_dir, 'segmentation', f'{protocol.split()[0]}_{init.split()[0]}_seed{seed}')
         runner = build_runner(setup_config(osp.join(ROOT, SEG_CONFIGS[protocol]), work_dir=work_dir,
                                            cfg_options=options))
         runner.train()
         runs[key] = round(float(runner.message_hub.get_scalar('val/mIoU').current()), 2)
-        remove_weights(work_dir)
         save()
     for protocol in SEG_CONFIGS:
         for init in ('pretrained', 'random init'):
