@@ -108,6 +108,18 @@ def test_table_smallest_setting(fashion_mnist_folder, tmp_path):
     assert json.loads(out.read_text())['cells'] == state['cells']
 
 
+def test_a_missing_checkpoint_stops_table_and_curve_before_any_score(fashion_mnist_folder, tmp_path):
+    out = tmp_path / 'table.json'
+    # 'K=1' makes the name 'ExtreMA, K' and the path '1=<zoo>', which does not exist.
+    with pytest.raises(SystemExit, match=r'No such checkpoint: 1=.*NAME holds no "="'):
+        reproduce.main(['table', '--rows', f'ExtreMA, K=1={ZOO_WEIGHTS}', '--data-root', fashion_mnist_folder,
+                        '--percent', '10', '--protocol', 'knn', '--out', str(out)])
+    with pytest.raises(SystemExit, match='No such checkpoint: .*iter_9.pth'):
+        reproduce.main(['curve', ZOO_WEIGHTS, str(tmp_path / 'iter_9.pth'), '--data-root', fashion_mnist_folder,
+                        '--percent', '10', '--out', str(out)])
+    assert not out.exists()
+
+
 def test_ablation_plot_reads_curve_files(tmp_path):
     def curve(path, steps, scores):
         rows = [dict(name='random init', step=0, feature='instance', instance=dict(knn=50., logreg=60.))]

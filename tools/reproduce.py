@@ -143,7 +143,15 @@ def evaluate_encoder(encoder: FrozenEncoder, train, test, lambdas, seed: int) ->
     return row
 
 
+def check_checkpoints(paths, hint: str = '') -> None:
+    """Every checkpoint must exist before the first score is computed."""
+    missing = [path for path in paths if not osp.isfile(path)]
+    if missing:
+        raise SystemExit(f'No such checkpoint: {", ".join(missing)}.{hint}')
+
+
 def curve(args) -> list:
+    check_checkpoints(args.checkpoints)
     torch.set_num_threads(args.threads)
     train, test = labelled_sets(args.data_root, args.percent, args.test_per_class, args.seed)
     rows = []
@@ -232,6 +240,7 @@ def table(args) -> dict:
     (and rows) already in ``--out`` are kept, so that a later call may add rows or protocols."""
     torch.set_num_threads(args.threads)
     rows = dict(row.split('=', 1) for row in args.rows)
+    check_checkpoints(rows.values(), ' A row is NAME=CHECKPOINT, split at the first "=", so a NAME holds no "=".')
     state = dict(cells={}, lr={}, seconds={})
     if osp.isfile(args.out):
         with open(args.out) as f:
