@@ -125,8 +125,7 @@ def test_resume_applies_a_new_learning_rate_and_schedule(trained, tmp_path):
     ratio = (1 + math.cos(math.pi * 8 / 16)) / (1 + math.cos(math.pi * 7 / 16))  # cosine step 7 -> 8
     assert record.lrs[1] == pytest.approx([lr * ratio for lr in record.lrs[0]], rel=1e-6)
     assert len(record.lrs) == 8 and record.lrs[-1][0] < record.lrs[0][0] / 10
-    # The file the runner's logger writes: mmengine reuses one logger for two runners of the same
-    # config name started within one second, so the log may sit in the other run's work dir.
+    # The file the runner's logger writes.
     log_file, = [h.baseFilename for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
     log = open(log_file).read()
     assert 'base lr 0.0005 -> 0.001' in log

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+import types
 
 import pytest
 import torch
@@ -83,6 +85,25 @@ def test_pretraining_writes_tensorboard_events_with_lr_momentum_and_knn(tmp_path
     assert [step for step, _ in knn] == [4, 8]
     assert all(0 <= value <= 100 for _, value in knn + logged['knn/top5'])
     assert all(t1 <= t5 for (_, t1), (_, t5) in zip(knn, logged['knn/top5']))
+
+
+def test_runners_started_in_the_same_second_log_to_their_own_work_dirs(tmp_path, fashion_mnist_folder, monkeypatch):
+    # mmengine names the logger and the visualizer after the config and the second a runner
+    # starts: freeze that second, so that the two runners below would share them.
+    import mmengine.runner.runner as runner_module
+    frozen = types.SimpleNamespace(time=lambda: 1.8e9, localtime=time.localtime, strftime=time.strftime)
+    monkeypatch.setattr(runner_module, 'time', frozen)
+    config = tiny_config(tmp_path, fashion_mnist_folder)
+    runners = [build_runner(setup_config(config, work_dir=str(tmp_path / name), cfg_options=dict(TENSORBOARD)))
+               for name in ('first', 'second')]
+    assert runners[0].timestamp == runners[1].timestamp
+    assert runners[0].experiment_name != runners[1].experiment_name
+    for runner, name in zip(runners, ('first', 'second')):
+        own = str(tmp_path / name)
+        log_files = [h.baseFilename for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
+        assert log_files and all(path.startswith(own) for path in log_files)
+        assert runner.visualizer._vis_backends['TensorboardVisBackend']._save_dir.startswith(own)
+    assert runners[0].message_hub is not runners[1].message_hub
 
 
 def test_knn_hook_checks_its_arguments_and_data_before_training(tmp_path, fashion_mnist_folder):

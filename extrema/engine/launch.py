@@ -5,6 +5,7 @@
 import copy
 import difflib
 import inspect
+import itertools
 import os
 import os.path as osp
 import warnings
@@ -424,6 +425,10 @@ def close_process_group() -> None:
         dist.destroy_process_group()
 
 
+# How many runners this process has built (see build_runner).
+_runner_count = itertools.count(1)
+
+
 def build_runner(cfg: Config, train: bool = False) -> Runner:
     """The Runner of ``cfg``: ``Runner.from_cfg``, or the registered runner a config's
     ``runner_type`` names (``FlexibleRunner`` for FSDP / DeepSpeed strategies), with the
@@ -434,11 +439,21 @@ def build_runner(cfg: Config, train: bool = False) -> Runner:
     in Dynamo under ``AmpOptimWrapper`` on CUDA (torch 2.11, an internal error in
     mmengine's ``autocast`` context). Autocast, backward and the optimizer stay eager; the
     checkpoint keys do not change. ``train=True`` (tools/train.py) also builds the train
-    loop, so that a batch larger than the dataset is refused before any compute."""
+    loop, so that a batch larger than the dataset is refused before any compute.
+
+    mmengine names a runner's logger, message hub, visualizer and scope after the config file
+    and the second the runner starts, and hands a runner whose name is taken the instances of
+    the earlier one: its log file, its ``vis_data`` folder and its runtime info. So the second
+    and later runners of a process get the suffix ``-N`` on their experiment name."""
     if cfg.launcher != 'none' and not torch.cuda.is_available() and not dist.is_initialized():
         # mmengine's launcher calls torch.cuda.set_device; on CPU start gloo here.
         dist.init_process_group('gloo')
     runner_cfg = copy.deepcopy(cfg)
+    count = next(_runner_count)
+    if count > 1:
+        name = runner_cfg.get('experiment_name') or (
+            osp.splitext(osp.basename(cfg.filename))[0] if cfg.filename else 'run')
+        runner_cfg.experiment_name = f'{name}-{count}'
     threads = runner_cfg.pop('cpu_threads', None)
     if threads:
         torch.set_num_threads(threads)
