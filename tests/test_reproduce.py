@@ -13,6 +13,7 @@ from conftest import ROOT
 sys.path.insert(0, os.path.join(ROOT, 'tools'))
 import reproduce  # noqa: E402
 
+from extrema.data.subsets import LabelledImageFolder  # noqa: E402
 from extrema.evaluation.diagnostics import effective_rank, feature_std  # noqa: E402
 from extrema.registry import OPTIM_WRAPPER_CONSTRUCTORS  # noqa: E402
 
@@ -55,13 +56,23 @@ def test_lr_mult_gives_the_predictor_its_own_groups(tiny_extrema):
 def test_curve_smallest_setting(fashion_mnist_folder, tmp_path):
     out = tmp_path / 'curve.json'
     argv = ['curve', ZOO_WEIGHTS, '--data-root', fashion_mnist_folder, '--percent', '50', '--test-per-class', '4',
-            '--lambd', '0.001', '--out', str(out)]
+            '--lambd', '0.001', '--pca', '8', '16', '--out', str(out)]
     reproduce.main(argv)
     stored = json.loads(out.read_text())
     assert stored['num_labelled'] == 100 and stored['num_test'] == 40
     names = [row['name'] for row in stored['rows']]
-    assert names == ['raw pixels', 'random init', ZOO_WEIGHTS]
-    for row in stored['rows'][1:]:
+    assert names == ['raw pixels', 'raw pixels, PCA 8', 'raw pixels, PCA 16', 'random init', ZOO_WEIGHTS]
+    # the PCA rows span as many directions as they keep: an effective rank above 1, at most DIM
+    for row, dim in zip(stored['rows'][1:3], (8, 16)):
+        assert 1 < row['eff_rank'] <= dim and 0 <= row['pixels']['knn'] <= 100
+    (mean, projection), = reproduce.pixel_pca(fashion_mnist_folder, [4]).values()
+    pixels, _ = reproduce.pixel_features(LabelledImageFolder(fashion_mnist_folder, 'train',
+                                                             transform=reproduce.EVAL_TRANSFORM))
+    assert torch.allclose(projection.T @ projection, torch.eye(4), atol=1e-5)
+    variances = ((pixels - mean) @ projection).var(dim=0)
+    assert (variances[:-1] >= variances[1:]).all()  # the components in order of the variance they keep
+    assert variances[0] >= (pixels - mean).var(dim=0).sum() / pixels.shape[1]
+    for row in stored['rows'][3:]:
         assert set(reproduce.FEATURES) <= set(row)
         assert 1 <= row['eff_rank'] <= 192 and 0 < row['feat_std'] < 1
         assert all(0 <= row[f]['knn'] <= 100 and 0 <= row[f]['logreg'] <= 100 for f in reproduce.FEATURES)

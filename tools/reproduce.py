@@ -69,11 +69,13 @@ SEG_CONFIGS = {'fine-tuned': 'mmseg_configs/upernet_extrema-tiny-p4_1xb8-2000it_
 SEG_ROW = 'ExtreMA InfoNCE'
 
 
-def labelled_sets(data_root: str, percent: float, test_per_class, seed: int, img_size: int = 32):
+EVAL_TRANSFORM = dict(input_size=32, crop_pct=0.875, interpolation='bicubic')  # frozen_eval.py's centre crop
+
+
+def labelled_sets(data_root: str, percent: float, test_per_class, seed: int):
     """(labelled train subset, test set) with frozen_eval.py's centre-crop transform."""
-    transform = dict(input_size=img_size, crop_pct=0.875, interpolation='bicubic')
-    train = LabelledImageFolder(data_root, 'train', percent=percent, seed=seed, transform=transform)
-    test = LabelledImageFolder(data_root, 'val', transform=transform)
+    train = LabelledImageFolder(data_root, 'train', percent=percent, seed=seed, transform=EVAL_TRANSFORM)
+    test = LabelledImageFolder(data_root, 'val', transform=EVAL_TRANSFORM)
     if test_per_class:  # the first images of each class in file order: the same subset for every run
         seen, kept = Counter(), []
         for path, label in test.samples:
@@ -118,6 +120,17 @@ def pixel_features(dataset, batch_size: int = 500) -> tuple:
     """Raw grey levels (the three channels of a Fashion-MNIST image are equal), flattened."""
     return extract_features(lambda images: images[:, 0].flatten(1).float() / 255.,
                             image_label_batches(dataset, batch_size, 0))
+
+
+def pixel_pca(data_root: str, dims) -> dict:
+    """{dim: (mean, projection)}: the top principal components of the raw pixels of every
+    train/ image, no labels used (the images the pretraining sees), from the exact covariance."""
+    pixels, _ = pixel_features(LabelledImageFolder(data_root, 'train', transform=EVAL_TRANSFORM))
+    pixels = pixels.double()
+    mean = pixels.mean(dim=0)
+    centred = pixels - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+    return {dim: (mean.float(), vectors[:, -dim:].flip(1).float()) for dim in dims}
 
 
 def frozen_scores(train_f, train_y, test_f, test_y, num_classes: int, lambdas, seed: int = 0) -> dict:
@@ -175,6 +188,15 @@ def curve(args) -> list:
         record('raw pixels', 0, dict(feat_std=round(feature_std(test_f), 4), eff_rank=round(effective_rank(test_f), 2),
                                      pixels=frozen_scores(train_f, train_y, test_f, test_y, len(train.classes),
                                                           args.lambd, args.seed)))
+    pca_dims = [dim for dim in args.pca if f'raw pixels, PCA {dim}' not in done]
+    if pca_dims:
+        train_f, train_y = pixel_features(train)
+        test_f, test_y = pixel_features(test)
+        for dim, (mean, projection) in pixel_pca(args.data_root, pca_dims).items():
+            train_p, test_p = (train_f - mean) @ projection, (test_f - mean) @ projection
+            record(f'raw pixels, PCA {dim}', 0, dict(
+                feat_std=round(feature_std(test_p), 4), eff_rank=round(effective_rank(test_p), 2),
+                pixels=frozen_scores(train_p, train_y, test_p, test_y, len(train.classes), args.lambd, args.seed)))
     for path in args.checkpoints:
         if args.references and 'random init' not in done:
             done.add('random init')
@@ -536,6 +558,8 @@ def parse_args(argv=None):
     c.add_argument('--lambd', type=float, nargs='+', default=list(CURVE_LAMBDAS))
     c.add_argument('--no-references', dest='references', action='store_false',
                    help='skip the random-init and raw-pixel rows')
+    c.add_argument('--pca', type=int, nargs='+', default=[], metavar='DIM',
+                   help='also the raw pixels projected on their top DIM principal components (of all train/ images)')
     c.add_argument('--threads', type=int, default=1)
     c.add_argument('--out', help='JSON of the rows; rows already there are kept and not recomputed')
     common = argparse.ArgumentParser(add_help=False)  # the table's options, also those of `all`
