@@ -2,7 +2,8 @@
 
     # learning curve: frozen k-NN / logistic regression at 1% labels of every checkpoint of a run,
     # on four features (instance vector, pre-norm cls, mean patch tokens, their concatenation),
-    # with random init and raw pixels as references, and the collapse diagnostics
+    # with random init and raw pixels as references (--pca 64: also the pixels' top 64 principal
+    # components, a linear floor learnt without labels), and the collapse diagnostics
     python tools/reproduce.py curve work_dirs/byol/iter_*.pth --data-root data/fashion_mnist \\
         --test-per-class 200 --out work_dirs/byol/curve.json
     python tools/reproduce.py markdown work_dirs/byol/curve.json     # the rows as a markdown table
