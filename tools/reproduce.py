@@ -436,7 +436,7 @@ def learning_curve(checkpoints, out: str, references: bool, args) -> list:
     """Frozen scores of every checkpoint at the smallest label fraction."""
     return curve(argparse.Namespace(checkpoints=checkpoints, data_root=args.data_root, percent=float(min(args.percent)),
                                     test_per_class=args.test_per_class, seed=args.seed, lambd=args.curve_lambd,
-                                    references=references, threads=args.threads, out=out))
+                                    references=references, pca=[], threads=args.threads, out=out))
 
 
 def segmentation(checkpoint: str, args, state: dict, save) -> dict:
