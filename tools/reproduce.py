@@ -183,16 +183,16 @@ def curve(args) -> list:
                 json.dump(dict(percent=args.percent, seed=args.seed, num_labelled=len(train),
                                num_test=len(test), rows=rows), f, indent=1)
 
-    if args.references and 'raw pixels' not in done:
+    pca_dims = [dim for dim in args.pca if f'raw pixels, PCA {dim}' not in done]
+    pixels_row = args.references and 'raw pixels' not in done
+    if pixels_row or pca_dims:
         train_f, train_y = pixel_features(train)
         test_f, test_y = pixel_features(test)
+    if pixels_row:
         record('raw pixels', 0, dict(feat_std=round(feature_std(test_f), 4), eff_rank=round(effective_rank(test_f), 2),
                                      pixels=frozen_scores(train_f, train_y, test_f, test_y, len(train.classes),
                                                           args.lambd, args.seed)))
-    pca_dims = [dim for dim in args.pca if f'raw pixels, PCA {dim}' not in done]
     if pca_dims:
-        train_f, train_y = pixel_features(train)
-        test_f, test_y = pixel_features(test)
         for dim, (mean, projection) in pixel_pca(args.data_root, pca_dims).items():
             train_p, test_p = (train_f - mean) @ projection, (test_f - mean) @ projection
             record(f'raw pixels, PCA {dim}', 0, dict(
