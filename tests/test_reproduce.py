@@ -99,8 +99,8 @@ def test_table_smallest_setting(fashion_mnist_folder, tmp_path):
     epoch per run on the 10-image-per-class test folder."""
     out = tmp_path / 'table.json'
     argv = ['table', '--rows', f'zoo={ZOO_WEIGHTS}', '--data-root', fashion_mnist_folder, '--percent', '10',
-            '--lambd', '0.001', '--ft-lrs', '1e-4', '1e-3', '--ft-epochs', '10=1', '--ft-batch', '10', '--work-dir', str(tmp_path / 'ft'),
-            '--out', str(out)]
+            '--lambd', '0.001', '--ft-lrs', '1e-4', '1e-3', '--ft-epochs', '10=1', '--ft-batch', '10', '--workers', '0',
+            '--work-dir', str(tmp_path / 'ft'), '--out', str(out)]
     reproduce.main(argv)
     state = json.loads(out.read_text())
     assert state['num_labelled/10'] == 20 and state['num_test'] == 100

@@ -55,6 +55,7 @@ CURVE_LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2)
 FINETUNE_CONFIGS = {1: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-1pct.py',
                     10: 'semi_sup/configs/finetune_extrema-tiny_fashion-mnist-10pct.py'}
 PROTOCOLS = ('knn', 'logreg', 'finetune')
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # The whole reproduction (``all``): the table's pretrained rows and their configs, the ablation runs
 # (mask ratio, number of masks) of the 1-epoch InfoNCE config, the segmentation schedule.
 PRETRAIN_ROWS = {
@@ -235,9 +236,8 @@ def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir
     """Top-1 of the fine-tuning config from ``checkpoint`` (None: random init): trained on the
     ``fit`` part of the labelled set and scored on its held-out part, or trained on all of it
     and scored on the whole test folder."""
-    loaders = ('train_dataloader', 'val_dataloader', 'test_dataloader')
     epochs = args.ft_epochs[percent]
-    options = {f'{loader}.dataset.data_root': args.data_root for loader in loaders}
+    options = {f'{loader}.dataset.data_root': args.data_root for loader in LOADERS}
     options.update({'model.pretrained': checkpoint, 'optim_wrapper.optimizer.lr': lr,
                     'train_dataloader.dataset.seed': args.seed, 'randomness.seed': args.seed,
                     'train_cfg.max_epochs': epochs, 'train_cfg.val_interval': epochs,
@@ -250,6 +250,7 @@ def finetune(args, checkpoint, percent: int, lr: float, held_out: bool, work_dir
                         'val_dataloader.dataset.data_prefix': 'train', 'val_dataloader.dataset.percent': percent,
                         'val_dataloader.dataset.seed': args.seed, 'val_dataloader.dataset.holdout': args.holdout,
                         'val_dataloader.dataset.holdout_part': 'heldout'})
+    options.update(worker_options(args, LOADERS))
     cfg = setup_config(osp.join(ROOT, FINETUNE_CONFIGS[percent]), work_dir=work_dir, cfg_options=options)
     runner = build_runner(cfg)
     runner.train()
@@ -425,11 +426,14 @@ def pretrain(config: str, work_dir: str, args, options: dict = None, epochs: int
     return sorted(glob.glob(osp.join(work_dir, 'iter_*.pth')), key=checkpoint_step)
 
 
-def worker_options(args) -> dict:
-    """``--workers`` for a training loader (none: the config's)."""
+def worker_options(args, loaders=('train_dataloader',)) -> dict:
+    """``--workers`` for each of ``loaders`` (none: the config's)."""
     if args.workers is None:
         return {}
-    return {'train_dataloader.num_workers': args.workers, 'train_dataloader.persistent_workers': args.workers > 0}
+    options = {}
+    for loader in loaders:
+        options.update({f'{loader}.num_workers': args.workers, f'{loader}.persistent_workers': args.workers > 0})
+    return options
 
 
 def learning_curve(checkpoints, out: str, references: bool, args) -> list:
@@ -453,14 +457,14 @@ def segmentation(checkpoint: str, args, state: dict, save) -> dict:
         key = f'{protocol}|{init}|{seed}'
         if key in runs:
             continue
-        options = {f'{loader}.dataset.data_root': root
-                   for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+        options = {f'{loader}.dataset.data_root': root for loader in LOADERS}
         # The score is the run's product, kept in ``state``; no weights are written.
         options.update({'model.pretrained': pretrained, 'randomness.seed': seed, 'log_level': 'WARNING',
                         'default_hooks.checkpoint': None})
         if args.seg_iters:  # the poly decay follows the loop (setup_config)
             options.update({'train_cfg.max_iters': args.seg_iters, 'train_cfg.val_interval': args.seg_iters})
-        options.update(worker_options(args))
+        # The validation loaders too, so that --workers 0 starts no worker process at all.
+        options.update(worker_options(args, LOADERS))
         work_dir = osp.join(args.work_dir, 'segmentation', f'{protocol.split()[0]}_{init.split()[0]}_seed{seed}')
         runner = build_runner(setup_config(osp.join(ROOT, SEG_CONFIGS[protocol]), work_dir=work_dir,
                                            cfg_options=options))
@@ -574,6 +578,7 @@ def parse_args(argv=None):
     common.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=20'], metavar='PERCENT=EPOCHS')
     common.add_argument('--ft-batch', type=int, help="default: the fine-tuning config's")
     common.add_argument('--threads', type=int, default=1)
+    common.add_argument('--workers', type=int, help="data loader workers (default: the configs')")
     t = sub.add_parser('table', parents=[common],
                        help='k-NN / logistic regression / fine-tuning at 1%% and 10%% of every row')
     t.add_argument('--rows', nargs='+', required=True, metavar='NAME=CHECKPOINT',
@@ -588,7 +593,6 @@ def parse_args(argv=None):
     r.add_argument('--curve-lambd', type=float, nargs='+', default=list(CURVE_LAMBDAS))
     r.add_argument('--pretrain-batch', type=int, help="default: the pretraining configs'")
     r.add_argument('--pretrain-epochs', type=int, help="the BYOL, InfoNCE and MAE runs' (default: the configs')")
-    r.add_argument('--workers', type=int, help="data loader workers (default: the configs')")
     r.add_argument('--seg-data-root', help='Fashion-ADE (default: made under the work dir)')
     r.add_argument('--seg-images', type=int, nargs=2, default=[600, 300], metavar=('TRAIN', 'VAL'),
                    help='Fashion-ADE scenes to make when --seg-data-root is not given')
