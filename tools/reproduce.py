@@ -575,7 +575,7 @@ def parse_args(argv=None):
                         help="logistic regression's L2 weights (3-fold cross-validated), frozen_eval.py's by default")
     common.add_argument('--holdout', type=float, default=0.2, help='fraction of the labelled set that scores the lrs')
     common.add_argument('--ft-lrs', type=float, nargs='+', default=[1e-3, 4e-3, 1e-2])
-    common.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=20'], metavar='PERCENT=EPOCHS')
+    common.add_argument('--ft-epochs', nargs='+', default=['1=100', '10=40'], metavar='PERCENT=EPOCHS')
     common.add_argument('--ft-batch', type=int, help="default: the fine-tuning config's")
     common.add_argument('--threads', type=int, default=1)
     common.add_argument('--workers', type=int, help="data loader workers (default: the configs')")
