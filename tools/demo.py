@@ -56,7 +56,7 @@ FRACTIONS = (1, 10)
 SETTINGS = {
     # images per class for pretraining (None: all), epochs (None: the config's), ...; `seconds` are the
     # planned stage costs for the ETA (measured on an idle 2-core CPU, see README). Fine-tuning epochs
-    # None: the fine-tuning configs' schedules (short: docs/reproduction.md has the longer, held-out-lr ones).
+    # None: the fine-tuning configs' schedules (the 1% one is short: docs/reproduction.md has the longer, held-out-lr ones).
     'default': dict(workers=None, transfer='zoo', pretrain_per_class=400, val_per_class=20, full_per_class=None,
                     full_val_per_class=None, pretrain_epochs=1, pretrain_batch=128,
                     finetune_fractions=(1,), finetune_epochs={1: None}, finetune_batch={1: None},
